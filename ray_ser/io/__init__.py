@@ -1,0 +1,1 @@
+"""Audio, manifests, object-store paths and the Parquet sink. No Ray, no models."""

@@ -1,0 +1,48 @@
+"""One way to reach local paths and s3:// URIs: pyarrow filesystems built from StorageConfig."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    import pyarrow.fs
+
+    from ray_ser.config import StorageConfig
+
+__all__ = ["is_s3", "filesystem_for", "join_uri", "s3_storage_options"]
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def filesystem_for(uri: str, storage: StorageConfig) -> tuple[pyarrow.fs.FileSystem, str]:
+    """The filesystem that holds uri and the path to pass to it."""
+    import pyarrow.fs as pafs
+
+    if is_s3(uri):
+        kwargs: dict[str, object] = {"region": storage.s3_region, "allow_bucket_creation": True}
+        if storage.s3_endpoint_url:
+            parsed = urlparse(storage.s3_endpoint_url)
+            kwargs["endpoint_override"] = parsed.netloc or parsed.path
+            kwargs["scheme"] = parsed.scheme or "https"
+        return pafs.S3FileSystem(**kwargs), uri[len("s3://"):].rstrip("/")
+    if "://" in uri and not uri.startswith("file://"):
+        raise ValueError(f"unsupported URI scheme in {uri!r}; use a local path or s3://")
+    local = uri[len("file://"):] if uri.startswith("file://") else uri
+    import os
+
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(local))
+
+
+def join_uri(base: str, *names: str) -> str:
+    return "/".join([base.rstrip("/"), *(n.strip("/") for n in names)])
+
+
+def s3_storage_options(storage: StorageConfig) -> dict[str, object]:
+    """fsspec/s3fs options equivalent to filesystem_for, for libraries that take fsspec."""
+    options: dict[str, object] = {"client_kwargs": {"region_name": storage.s3_region}}
+    if storage.s3_endpoint_url:
+        options["endpoint_url"] = storage.s3_endpoint_url
+    return options

@@ -1,0 +1,1 @@
+"""Model adapters: torch, transformers, CTranslate2, vLLM. Nothing here knows Ray."""

@@ -1,0 +1,38 @@
+"""The small Protocols every model family implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+__all__ = ["Transcript", "AsrModel", "SpeechSegment", "SegmenterModel"]
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str
+    avg_logprob: float
+    no_speech_prob: float
+
+
+@runtime_checkable
+class AsrModel(Protocol):
+    """Speech recognition over a batch of 16 kHz mono clips of at most 30 s."""
+
+    def predict_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]: ...
+
+
+@dataclass(frozen=True)
+class SpeechSegment:
+    start: float
+    end: float
+
+
+@runtime_checkable
+class SegmenterModel(Protocol):
+    """Splits a long 16 kHz recording into speech segments of bounded length."""
+
+    def predict_batch(self, audios: Sequence[np.ndarray]) -> list[list[SpeechSegment]]: ...

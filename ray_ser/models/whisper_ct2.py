@@ -1,0 +1,119 @@
+"""Whisper on CTranslate2, batched ACROSS utterances.
+
+faster-whisper's pipelines batch the chunks of one long file; a corpus of short
+clips gains nothing from that. Here every clip of a batch is padded to Whisper's
+30 s window, stacked, encoded once and decoded by one ``generate`` call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ray_ser.models.base import Transcript
+
+__all__ = ["WhisperOptions", "WhisperCT2", "resolve_whisper_model"]
+
+_WINDOW_SAMPLES = 30 * 16_000
+_WINDOW_FRAMES = 3000
+
+
+@dataclass(frozen=True)
+class WhisperOptions:
+    model: str = "offline:whisper-base"
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = 1
+    language: str | None = "en"
+    beam_size: int = 1
+    max_new_tokens: int = 160
+
+
+def resolve_whisper_model(name: str, cache_dir: Path) -> str:
+    """A local CTranslate2 directory for name: offline alias, path, or faster-whisper id."""
+    if name == "offline:whisper-base":
+        from ray_ser.models.weights import whisper_base_dir
+
+        return str(whisper_base_dir(cache_dir))
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    # A faster-whisper size or hub id; resolved from the local HF cache only when offline.
+    from faster_whisper.utils import download_model
+
+    return download_model(name, cache_dir=str(cache_dir / "hf"))
+
+
+class WhisperCT2:
+    """AsrModel over ctranslate2.models.Whisper."""
+
+    def __init__(self, model_dir: str, options: WhisperOptions) -> None:
+        import ctranslate2
+        import tokenizers
+        from faster_whisper.feature_extractor import FeatureExtractor
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.options = options
+        self._ct2 = ctranslate2
+        self.model = ctranslate2.models.Whisper(
+            model_dir, device=options.device, compute_type=options.compute_type,
+            intra_threads=options.cpu_threads, inter_threads=1,
+        )
+        self.features = FeatureExtractor(feature_size=self.model.n_mels)
+        self._hf_tokenizer = tokenizers.Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+        self._tokenizer_cls = Tokenizer
+        self._tokenizers: dict[str, Tokenizer] = {}
+
+    @classmethod
+    def load(cls, options: WhisperOptions, cache_dir: Path) -> WhisperCT2:
+        return cls(resolve_whisper_model(options.model, cache_dir), options)
+
+    def _tokenizer(self, language: str):
+        if language not in self._tokenizers:
+            self._tokenizers[language] = self._tokenizer_cls(
+                self._hf_tokenizer, self.model.is_multilingual, task="transcribe", language=language
+            )
+        return self._tokenizers[language]
+
+    def _mel(self, audio: np.ndarray) -> np.ndarray:
+        clip = np.asarray(audio, dtype=np.float32)[:_WINDOW_SAMPLES]
+        mel = self.features(clip, padding=0)
+        frames = mel.shape[-1]
+        if frames >= _WINDOW_FRAMES:
+            return mel[:, :_WINDOW_FRAMES]
+        return np.pad(mel, ((0, 0), (0, _WINDOW_FRAMES - frames)))
+
+    def predict_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
+        if not audios:
+            return []
+        mels = np.ascontiguousarray(np.stack([self._mel(a) for a in audios]), dtype=np.float32)
+        encoded = self.model.encode(self._ct2.StorageView.from_array(mels))
+        if self.options.language is not None or not self.model.is_multilingual:
+            languages = [self.options.language or "en"] * len(audios)
+        else:
+            detected = self.model.detect_language(encoded)
+            languages = [pairs[0][0][2:-2] for pairs in detected]
+        prompts = []
+        for lang in languages:
+            tok = self._tokenizer(lang)
+            prompts.append(list(tok.sot_sequence) + [tok.no_timestamps])
+        results = self.model.generate(
+            encoded,
+            prompts,
+            beam_size=self.options.beam_size,
+            max_length=max(len(p) for p in prompts) + self.options.max_new_tokens,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )
+        out = []
+        for lang, result in zip(languages, results):
+            tokens = result.sequences_ids[0]
+            text = self._tokenizer(lang).decode(tokens).strip()
+            avg = float(result.scores[0]) / (len(tokens) + 1)
+            out.append(Transcript(text=text, language=lang, avg_logprob=avg,
+                                  no_speech_prob=float(result.no_speech_prob)))
+        return out

@@ -1,0 +1,148 @@
+"""Builds and runs the labeling plan. The ONLY place stage resources are applied.
+
+    inputs -> decode (actor pool: VAD) -> asr (actor pool) -> sink (tasks) -> summary rows
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
+
+from ray_ser.io.manifest import read_inputs
+from ray_ser.io.sink import scan_progress
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import ray.data
+
+    from ray_ser.config import LabelConfig, RayConfig, StageResources
+
+__all__ = ["LabelSummary", "ray_session", "build_label_plan", "run_label_job", "new_run_id"]
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    run_id: str
+    output: str
+    inputs: int
+    already_complete: int
+    duplicates_collapsed: int
+    rows_written: int
+    rows_ok: int
+    files_written: int
+    audio_seconds: float
+    wall_seconds: float
+
+    @property
+    def rows_error(self) -> int:
+        return self.rows_written - self.rows_ok
+
+    @property
+    def audio_seconds_per_second(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+@contextlib.contextmanager
+def ray_session(cfg: RayConfig) -> Iterator[None]:
+    """Connect to cfg.address, or start a local cluster; reuse one the caller already started."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": True}
+    if cfg.address:
+        ray.init(address=cfg.address, **kwargs)
+    else:
+        ray.init(num_cpus=cfg.num_cpus, _temp_dir=cfg.temp_dir, **kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _actor_args(res: StageResources) -> dict:
+    from ray.data import ActorPoolStrategy
+
+    return {
+        "compute": ActorPoolStrategy(min_size=res.min_actors, max_size=res.max_actors),
+        "batch_size": res.batch_size,
+        "num_cpus": res.num_cpus,
+        "num_gpus": res.num_gpus,
+    }
+
+
+def _to_blocks(table: pa.Table, rows_per_block: int) -> list[pa.Table]:
+    count = max(1, math.ceil(table.num_rows / rows_per_block))
+    return [table.slice(i * rows_per_block, rows_per_block) for i in range(count)]
+
+
+def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id: str,
+                     skip_ids: frozenset[str] = frozenset()) -> ray.data.Dataset:
+    """The lazy Ray Data plan; iterating it writes Parquet and yields one summary row per file."""
+    import ray.data
+
+    from ray_ser.stages.asr import AsrStage
+    from ray_ser.stages.decode import DecodeStage
+    from ray_ser.stages.sink import write_batch
+
+    ray.data.DataContext.get_current().enable_progress_bars = cfg.ray.progress_bars
+    ds = ray.data.from_arrow(_to_blocks(inputs, cfg.decode.resources.batch_size))
+    ds = ds.map_batches(
+        DecodeStage, batch_format="pyarrow",
+        fn_constructor_kwargs={"storage": cfg.storage, "decode": cfg.decode, "skip_ids": skip_ids},
+        **_actor_args(cfg.decode.resources),
+    )
+    if cfg.asr.enabled:
+        asr_args = _actor_args(cfg.asr.resources)
+        if cfg.asr.runtime_env:
+            asr_args["runtime_env"] = cfg.asr.runtime_env
+        ds = ds.map_batches(
+            AsrStage, batch_format="pyarrow",
+            fn_constructor_kwargs={"asr": cfg.asr, "cache_dir": str(cfg.resolved_cache_dir())},
+            **asr_args,
+        )
+    return ds.map_batches(
+        write_batch, batch_format="pyarrow", batch_size=cfg.sink.rows_per_file, num_cpus=cfg.sink.num_cpus,
+        fn_kwargs={"output_uri": output_uri, "storage": cfg.storage, "compression": cfg.sink.compression,
+                   "run_id": run_id},
+    )
+
+
+def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str | None = None) -> LabelSummary:
+    """Label everything under input_uri into output_uri, resuming what an earlier run wrote."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    started = time.perf_counter()
+    run_id = run_id or new_run_id()
+    input_set = read_inputs(input_uri, cfg.storage)
+    progress = scan_progress(output_uri, cfg.storage)
+    table = input_set.table
+    if progress.complete_inputs:
+        done = pc.is_in(table.column("input_id"), value_set=pa.array(sorted(progress.complete_inputs), pa.string()))
+        table = table.filter(pc.invert(done))
+    rows = ok = files = 0
+    seconds = 0.0
+    if table.num_rows:
+        with ray_session(cfg.ray):
+            plan = build_label_plan(cfg, table, output_uri, run_id, progress.partial_segment_ids)
+            for batch in plan.iter_batches(batch_format="pyarrow", batch_size=None):
+                rows += sum(batch.column("rows").to_pylist())
+                ok += sum(batch.column("ok").to_pylist())
+                files += sum(1 for f in batch.column("file").to_pylist() if f)
+                seconds += sum(batch.column("audio_s").to_pylist())
+    return LabelSummary(
+        run_id=run_id, output=output_uri, inputs=input_set.table.num_rows,
+        already_complete=input_set.table.num_rows - table.num_rows,
+        duplicates_collapsed=input_set.duplicates_collapsed, rows_written=rows, rows_ok=ok,
+        files_written=files, audio_seconds=seconds, wall_seconds=time.perf_counter() - started,
+    )

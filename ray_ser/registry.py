@@ -1,0 +1,55 @@
+"""Explicit name -> builder registries. Registering a name twice is an error."""
+
+from __future__ import annotations
+
+from typing import Callable, Generic, Iterator, TypeVar
+
+__all__ = ["Registry", "ASR_ENGINES"]
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, item: T) -> T:
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._items[name] = item
+        return item
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise KeyError(f"unknown {self.kind} {name!r}; known: {sorted(self._items)}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+
+def _faster_whisper(cfg, cache_dir):
+    from ray_ser.models.whisper_ct2 import WhisperCT2, WhisperOptions
+
+    options = WhisperOptions(
+        model=cfg.model, device=cfg.device, compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
+        language=cfg.language, beam_size=cfg.beam_size, max_new_tokens=cfg.max_new_tokens,
+    )
+    return WhisperCT2.load(options, cache_dir)
+
+
+def _whisperx(cfg, cache_dir):
+    from ray_ser.models.whisperx_asr import WhisperXAsr
+
+    return WhisperXAsr.load(cfg.model, cfg.device, cfg.compute_type, cfg.language)
+
+
+# name -> (AsrConfig, cache_dir) -> AsrModel
+ASR_ENGINES: Registry[Callable] = Registry("ASR engine")
+ASR_ENGINES.register("faster-whisper", _faster_whisper)
+ASR_ENGINES.register("whisperx", _whisperx)

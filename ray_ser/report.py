@@ -1,0 +1,48 @@
+"""Human-readable summaries of a labeling run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ray_ser.config import StorageConfig
+    from ray_ser.pipeline import LabelSummary
+
+__all__ = ["format_summary"]
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+def format_summary(summary: LabelSummary, storage: StorageConfig, preview_rows: int = 5) -> str:
+    """The run's counts and throughput, the commonest error reasons, and a few output rows."""
+    from ray_ser.io.sink import read_output
+
+    lines = [f"run {summary.run_id}", _table([
+        ("inputs", str(summary.inputs)),
+        ("already complete (resumed)", str(summary.already_complete)),
+        ("duplicate ids collapsed", str(summary.duplicates_collapsed)),
+        ("rows written", str(summary.rows_written)),
+        ("  ok", str(summary.rows_ok)),
+        ("  error", str(summary.rows_error)),
+        ("parquet files", str(summary.files_written)),
+        ("audio seconds", f"{summary.audio_seconds:.1f}"),
+        ("wall seconds", f"{summary.wall_seconds:.1f}"),
+        ("audio-s per s", f"{summary.audio_seconds_per_second:.2f}"),
+    ])]
+    table = read_output(summary.output, storage, ["utterance_id", "duration", "transcript", "status", "error"])
+    if table is not None and table.num_rows:
+        reasons = Counter(e[:90] for e in table.column("error").to_pylist() if e)
+        if reasons:
+            lines.append("errors by reason:")
+            lines.append(_table([(reason, str(n)) for reason, n in reasons.most_common(5)]))
+        lines.append(f"output: {summary.output}  ({table.num_rows} rows in total)")
+        lines.append("sample:")
+        for row in table.slice(0, preview_rows).to_pylist():
+            text = (row["transcript"] or row["error"] or "")[:60]
+            duration = f"{row['duration']:.2f}s" if row["duration"] is not None else "   -  "
+            lines.append(f"  {row['utterance_id'][:28]:28}  {duration:>7}  {row['status']:5}  {text}")
+    return "\n".join(lines)

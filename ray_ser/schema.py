@@ -1,0 +1,93 @@
+"""The row contract: the Arrow schema of the labeling job's output.
+
+Columns, in order:
+
+=================  ==========  ==========================================================
+utterance_id       string      Unique key of the output row (exactly once per id). Equals
+                               input_id for a whole utterance; ``{input_id}@{start_ms}``
+                               for a VAD segment of a long recording.
+input_id           string      The manifest's utterance_id the row came from.
+source             string      The audio's path or URI, as given.
+start, end         float64     Seconds within the source (null: whole file).
+duration           float64     Seconds of audio the row covers (null if undecodable).
+segment_index      int32       0-based index of this segment within its input.
+segment_count      int32       Segments the input was split into (1 for most rows).
+transcript         string      Whisper transcript (null when ASR did not run or failed).
+language           string      Language code used or detected by ASR.
+asr_avg_logprob    float32     Mean token log-probability of the transcript.
+asr_no_speech_prob float32     Whisper's no-speech probability.
+status             string      "ok", or "error" with a reason in ``error``.
+error              string      "<stage>: <reason>" for status=error, else null.
+run_id             string      Identifies the job run that wrote the row.
+=================  ==========  ==========================================================
+
+Emotion columns (label, confidence, agreement, <branch>_label, <branch>_probs)
+are appended by the branches and the vote; see ``label_fields``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["BASE_COLUMNS", "STATUS_OK", "STATUS_ERROR", "output_schema", "label_fields", "conform"]
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+
+BASE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("utterance_id", "string"),
+    ("input_id", "string"),
+    ("source", "string"),
+    ("start", "float64"),
+    ("end", "float64"),
+    ("duration", "float64"),
+    ("segment_index", "int32"),
+    ("segment_count", "int32"),
+    ("transcript", "string"),
+    ("language", "string"),
+    ("asr_avg_logprob", "float32"),
+    ("asr_no_speech_prob", "float32"),
+    ("status", "string"),
+    ("error", "string"),
+    ("run_id", "string"),
+)
+
+
+def label_fields(branches: tuple[str, ...] | list[str]) -> list[pa.Field]:
+    """Emotion columns for the given branch names (empty list for ASR-only runs)."""
+    import pyarrow as pa
+
+    if not branches:
+        return []
+    fields = [
+        pa.field("label", pa.string()),
+        pa.field("confidence", pa.float32()),
+        pa.field("agreement", pa.float32()),
+    ]
+    for name in branches:
+        fields.append(pa.field(f"{name}_label", pa.string()))
+        fields.append(pa.field(f"{name}_probs", pa.list_(pa.float32())))
+    return fields
+
+
+def output_schema(branches: tuple[str, ...] | list[str] = ()) -> pa.Schema:
+    import pyarrow as pa
+
+    base = [pa.field(name, pa.type_for_alias(kind)) for name, kind in BASE_COLUMNS]
+    return pa.schema(base + label_fields(branches))
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Select and cast the table's columns to the schema; a missing column is all nulls."""
+    import pyarrow as pa
+
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -1,0 +1,1 @@
+"""Ray Data stages: callable classes (stateful) and plain functions. No model internals."""

@@ -1,0 +1,67 @@
+"""ASR: one batched recognition call per batch of decoded rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ray_ser.io.audio import from_bytes
+from ray_ser.schema import STATUS_ERROR, STATUS_OK
+from ray_ser.stages.base import error_reason, require_columns
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ray_ser.config import AsrConfig
+
+__all__ = ["AsrStage"]
+
+
+class AsrStage:
+    requires = ("utterance_id", "audio", "status", "error")
+    adds = ("transcript", "language", "asr_avg_logprob", "asr_no_speech_prob")
+
+    def __init__(self, asr: AsrConfig, cache_dir: str) -> None:
+        from ray_ser.registry import ASR_ENGINES
+
+        self.model = ASR_ENGINES.get(asr.engine)(asr, Path(cache_dir))
+
+    def _recognise(self, audios):
+        """Batch first; if the batch fails, per clip, so one bad clip costs only itself."""
+        try:
+            return list(self.model.predict_batch(audios)), [None] * len(audios)
+        except Exception:
+            results, errors = [], []
+            for audio in audios:
+                try:
+                    results.append(self.model.predict_batch([audio])[0])
+                    errors.append(None)
+                except Exception as exc:
+                    results.append(None)
+                    errors.append(error_reason("asr", exc))
+            return results, errors
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import pyarrow as pa
+
+        require_columns("asr", batch, self.requires)
+        n = batch.num_rows
+        audio = batch.column("audio").to_pylist()
+        status = batch.column("status").to_pylist()
+        errors = batch.column("error").to_pylist()
+        todo = [i for i in range(n) if status[i] == STATUS_OK and audio[i]]
+        results, failures = self._recognise([from_bytes(audio[i]) for i in todo])
+
+        text, lang, logprob, no_speech = [None] * n, [None] * n, [None] * n, [None] * n
+        for i, result, failure in zip(todo, results, failures):
+            if failure is not None:
+                status[i], errors[i] = STATUS_ERROR, failure
+                continue
+            text[i], lang[i] = result.text, result.language
+            logprob[i], no_speech[i] = result.avg_logprob, result.no_speech_prob
+        batch = batch.set_column(batch.schema.get_field_index("status"), "status", pa.array(status, pa.string()))
+        batch = batch.set_column(batch.schema.get_field_index("error"), "error", pa.array(errors, pa.string()))
+        return (batch.append_column("transcript", pa.array(text, pa.string()))
+                .append_column("language", pa.array(lang, pa.string()))
+                .append_column("asr_avg_logprob", pa.array(logprob, pa.float32()))
+                .append_column("asr_no_speech_prob", pa.array(no_speech, pa.float32())))
