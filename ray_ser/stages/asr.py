@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ray_ser.io.audio import from_bytes
+from ray_ser.io.audio import TARGET_SAMPLE_RATE, from_bytes
+from ray_ser.metrics import StageMetrics
 from ray_ser.schema import STATUS_ERROR, STATUS_OK
 from ray_ser.stages.base import error_reason, require_columns
 
@@ -25,6 +26,7 @@ class AsrStage:
         from ray_ser.registry import ASR_ENGINES
 
         self.model = ASR_ENGINES.get(asr.engine)(asr, Path(cache_dir))
+        self.metrics = StageMetrics("asr")
 
     def _recognise(self, audios):
         """Batch first; if the batch fails, per clip, so one bad clip costs only itself."""
@@ -45,6 +47,7 @@ class AsrStage:
         import pyarrow as pa
 
         require_columns("asr", batch, self.requires)
+        self.metrics.start()
         n = batch.num_rows
         audio = batch.column("audio").to_pylist()
         status = batch.column("status").to_pylist()
@@ -59,6 +62,7 @@ class AsrStage:
                 continue
             text[i], lang[i] = result.text, result.language
             logprob[i], no_speech[i] = result.avg_logprob, result.no_speech_prob
+        self.metrics.finish(status, sum(from_bytes(audio[i]).size for i in todo) / TARGET_SAMPLE_RATE)
         batch = batch.set_column(batch.schema.get_field_index("status"), "status", pa.array(status, pa.string()))
         batch = batch.set_column(batch.schema.get_field_index("error"), "error", pa.array(errors, pa.string()))
         return (batch.append_column("transcript", pa.array(text, pa.string()))

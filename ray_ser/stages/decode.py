@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ray_ser.io.audio import TARGET_SAMPLE_RATE, decode_audio, slice_seconds, to_bytes
 from ray_ser.io.storage import filesystem_for
+from ray_ser.metrics import StageMetrics
 from ray_ser.schema import STATUS_ERROR, STATUS_OK
 from ray_ser.stages.base import error_reason, require_columns
 
@@ -39,6 +40,7 @@ class DecodeStage:
             VadOptions(decode.max_segment_s, decode.min_speech_ms, decode.min_silence_ms)
         )
         self._filesystems: dict[str, object] = {}
+        self.metrics = StageMetrics("decode")
 
     def _read(self, path: str) -> bytes:
         scheme = "s3" if path.startswith("s3://") else "local"
@@ -59,6 +61,7 @@ class DecodeStage:
         import pyarrow as pa
 
         require_columns("decode", batch, self.requires)
+        self.metrics.start()
         out: dict[str, list] = {name: [] for name in (
             "utterance_id", "input_id", "source", "start", "end", "duration",
             "segment_index", "segment_count", "audio", "status", "error")}
@@ -103,6 +106,7 @@ class DecodeStage:
                 emit(uid, input_id, path,
                      start if is_whole else seg_start, end if is_whole else seg_end,
                      clip.size / TARGET_SAMPLE_RATE, index, len(spans), to_bytes(clip), None)
+        self.metrics.finish(out["status"], sum(d for d in out["duration"] if d))
         return pa.table(out, schema=pa.schema([
             ("utterance_id", pa.string()), ("input_id", pa.string()), ("source", pa.string()),
             ("start", pa.float64()), ("end", pa.float64()), ("duration", pa.float64()),

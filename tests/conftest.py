@@ -1,0 +1,91 @@
+"""Shared fixtures: a real espeak corpus, a real moto S3 server, a real local Ray cluster."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """Where the real Whisper base is assembled once per session."""
+    return tmp_path_factory.mktemp("ray_ser_cache")
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """A small synthetic acted corpus (real espeak-ng + sox audio); returns its manifest."""
+    from ray_ser.synth import synthesize_corpus
+
+    return synthesize_corpus(tmp_path_factory.mktemp("corpus"), n=12, seed=3)
+
+
+@pytest.fixture(scope="session")
+def corpus_rows(corpus) -> list[dict]:
+    return list(csv.DictReader(open(corpus)))
+
+
+def render_speech(text: str, path: Path, voice: str = "en-us+m1", rate: int = 16_000, fmt_args=()) -> Path:
+    """espeak-ng speech converted by sox to any container sox can write (by path suffix)."""
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, capture_output=True)
+    subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", *fmt_args, str(path)], check=True, capture_output=True)
+    raw.unlink()
+    return path
+
+
+def long_recording(tmp_path, seconds_target: float) -> np.ndarray:
+    """Real espeak sentences separated by 1.2 s of silence, up to the target length."""
+    pieces, total, i = [], 0, 0
+    gap = np.zeros(int(1.2 * 16000), dtype=np.float32)
+    while total < seconds_target * 16000:
+        clip = sf.read(render_speech(f"This is sentence number {i} of a long recording.",
+                                     tmp_path / f"p{i}.wav"), dtype="float32")[0]
+        pieces += [clip, gap]
+        total += clip.size + gap.size
+        i += 1
+    return np.concatenate(pieces)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """A real moto S3 server over HTTP on 127.0.0.1 for the whole session."""
+    from ray_ser.io.embedded_s3 import embedded_s3
+
+    with embedded_s3() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory, s3_endpoint):
+    """One local Ray cluster per session; started after the S3 credentials are in the env."""
+    import ray
+
+    temp = Path("/tmp") / f"rs{os.getpid()}"  # Ray's socket paths must stay short
+    ray.init(num_cpus=4, include_dashboard=False, _temp_dir=str(temp), log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def demo_config(cache_dir, s3_endpoint):
+    from ray_ser.config import load_config
+
+    return load_config("demo", ["ray.progress_bars=false", f"cache_dir={cache_dir}",
+                                f"storage.s3_endpoint_url={s3_endpoint}"])
+
+
+@pytest.fixture(scope="session")
+def whisper_model(cache_dir):
+    from ray_ser.models.whisper_ct2 import WhisperCT2, WhisperOptions
+
+    return WhisperCT2.load(WhisperOptions(cpu_threads=2), cache_dir)
