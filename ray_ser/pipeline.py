@@ -80,7 +80,11 @@ def _actor_args(res: StageResources) -> dict:
     }
 
 
-def _to_blocks(table: pa.Table, rows_per_block: int) -> list[pa.Table]:
+_MAX_INPUT_BLOCKS = 2000  # millions of tiny blocks would swamp the scheduler; batches still split them
+
+
+def _to_blocks(table: pa.Table, batch_size: int) -> list[pa.Table]:
+    rows_per_block = max(batch_size, math.ceil(table.num_rows / _MAX_INPUT_BLOCKS))
     count = max(1, math.ceil(table.num_rows / rows_per_block))
     return [table.slice(i * rows_per_block, rows_per_block) for i in range(count)]
 

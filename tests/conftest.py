@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -74,6 +75,7 @@ def ray_cluster(tmp_path_factory, s3_endpoint):
     ray.init(num_cpus=4, include_dashboard=False, _temp_dir=str(temp), log_to_driver=False)
     yield
     ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

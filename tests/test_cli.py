@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,12 @@ def _id_path_manifest(corpus_rows, path: Path) -> Path:
         for r in corpus_rows:
             writer.writerow([r["utterance_id"], r["path"]])
     return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ray_temp_cleanup():
+    yield
+    shutil.rmtree(f"/tmp/rsc{os.getpid()}", ignore_errors=True)
 
 
 def _label_cmd(manifest, out, cache_dir, tmp_path, *extra):

@@ -1,0 +1,184 @@
+"""Speech-encoder branch: a self-supervised encoder (WavLM, HuBERT, wav2vec2, ...) loaded with
+transformers ``AutoModel``, attentive statistics pooling over a learned mix of its layers, and a
+linear classifier over the 8 emotions.
+
+Fine-tuning modes: ``frozen`` (head only), ``full``, and ``lora`` (peft adapters on the
+attention projections + head). A checkpoint is a directory: the encoder as
+``save_pretrained`` writes it (LoRA merged), plus ``head.pt`` and ``branch.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ray_ser.labels import NUM_CLASSES
+
+__all__ = ["SpeechEncoderOptions", "AttentiveStatsPooling", "SpeechEmotionModel", "tiny_encoder_checkpoint"]
+
+FineTune = Literal["frozen", "full", "lora"]
+
+
+@dataclass(frozen=True)
+class SpeechEncoderOptions:
+    encoder: str                      # local dir or hub id of the pretrained encoder
+    finetune: FineTune = "frozen"
+    lora_rank: int = 8
+    pooling_dim: int = 128
+    dropout: float = 0.1
+
+
+class AttentiveStatsPooling(nn.Module):
+    """Attention-weighted mean and standard deviation over time (Okabe et al., 2018)."""
+
+    def __init__(self, dim: int, attention_dim: int) -> None:
+        super().__init__()
+        self.attention = nn.Sequential(nn.Linear(dim, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1))
+
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.attention(frames).squeeze(-1).masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1).unsqueeze(-1)
+        mean = (weights * frames).sum(dim=1)
+        var = (weights * (frames - mean.unsqueeze(1)) ** 2).sum(dim=1)
+        return torch.cat([mean, var.clamp_min(1e-6).sqrt()], dim=-1)
+
+
+class SpeechEmotionModel(nn.Module):
+    """Encoder -> layer mix -> attentive statistics pooling -> classifier."""
+
+    def __init__(self, encoder: nn.Module, options: SpeechEncoderOptions) -> None:
+        super().__init__()
+        self.options = options
+        self.encoder = encoder
+        hidden = encoder.config.hidden_size
+        layers = encoder.config.num_hidden_layers + 1
+        self.layer_weights = nn.Parameter(torch.zeros(layers))
+        self.pooling = AttentiveStatsPooling(hidden, options.pooling_dim)
+        self.classifier = nn.Sequential(nn.Dropout(options.dropout), nn.Linear(2 * hidden, NUM_CLASSES))
+        self._apply_finetune_mode()
+
+    def _apply_finetune_mode(self) -> None:
+        mode = self.options.finetune
+        if mode == "frozen":
+            self.encoder.requires_grad_(False)
+        elif mode == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            self.encoder = get_peft_model(self.encoder, LoraConfig(
+                r=self.options.lora_rank, lora_alpha=2 * self.options.lora_rank, lora_dropout=0.05,
+                target_modules=["q_proj", "k_proj", "v_proj", "out_proj"]))
+        elif mode == "full":
+            # The CNN feature extractor stays frozen, as is standard when fine-tuning SSL encoders.
+            feature_encoder = getattr(self.encoder, "feature_extractor", None)
+            if feature_encoder is not None:
+                feature_encoder.requires_grad_(False)
+        else:
+            raise ValueError(f"unknown finetune mode {mode!r}; expected frozen, full or lora")
+
+    def head_state(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+
+    def forward(self, waveforms: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(waveforms, attention_mask=attention_mask, output_hidden_states=True)
+        stacked = torch.stack(out.hidden_states, dim=0)
+        mix = torch.softmax(self.layer_weights, dim=0).view(-1, 1, 1, 1)
+        frames = (mix * stacked).sum(dim=0)
+        base = self.encoder.get_base_model() if hasattr(self.encoder, "get_base_model") else self.encoder
+        frame_mask = base._get_feature_vector_attention_mask(frames.shape[1], attention_mask).bool()
+        return self.classifier(self.pooling(frames, frame_mask))
+
+    # ---- loading and saving: the same path for production encoders and tiny test ones ----
+
+    @classmethod
+    def from_encoder(cls, options: SpeechEncoderOptions) -> SpeechEmotionModel:
+        from transformers import AutoModel
+
+        return cls(AutoModel.from_pretrained(options.encoder), options)
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        encoder = self.encoder.merge_and_unload() if self.options.finetune == "lora" else self.encoder
+        encoder.save_pretrained(directory / "encoder")
+        torch.save(self.head_state(), directory / "head.pt")
+        (directory / "branch.json").write_text(json.dumps({"family": "speech_encoder", **asdict(self.options)}))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SpeechEmotionModel:
+        from transformers import AutoModel
+
+        directory = Path(directory)
+        meta = json.loads((directory / "branch.json").read_text())
+        meta.pop("family")
+        options = SpeechEncoderOptions(**{**meta, "encoder": str(directory / "encoder"), "finetune": "frozen"})
+        model = cls(AutoModel.from_pretrained(options.encoder), options)
+        model.load_state_dict(torch.load(directory / "head.pt", map_location="cpu"), strict=False)
+        return model.eval()
+
+
+def collate_waveforms(audios: Sequence[np.ndarray], max_seconds: float = 8.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-mean unit-variance waveforms, right-padded, with an attention mask."""
+    limit = int(max_seconds * 16_000)
+    clips = [np.asarray(a, dtype=np.float32)[:limit] for a in audios]
+    length = max(max(c.size for c in clips), 400)
+    batch = torch.zeros(len(clips), length)
+    mask = torch.zeros(len(clips), length, dtype=torch.long)
+    for i, clip in enumerate(clips):
+        normed = (clip - clip.mean()) / (clip.std() + 1e-7)
+        batch[i, : clip.size] = torch.from_numpy(normed)
+        mask[i, : clip.size] = 1
+    return batch, mask
+
+
+class SpeechEncoderPredictor:
+    """The branch's inference adapter: ``predict_batch(audios) -> probabilities [n, 8]``."""
+
+    def __init__(self, model: SpeechEmotionModel, device: str = "cpu") -> None:
+        self.model = model.to(device).eval()
+        self.device = device
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, device: str = "cpu") -> SpeechEncoderPredictor:
+        return cls(SpeechEmotionModel.load(checkpoint), device)
+
+    @torch.inference_mode()
+    def predict_batch(self, audios: Sequence[np.ndarray]) -> np.ndarray:
+        if not audios:
+            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
+        waves, mask = collate_waveforms(audios)
+        logits = self.model(waves.to(self.device), mask.to(self.device))
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+
+_TINY_FAMILIES = {
+    "wavlm": ("WavLMConfig", {"num_buckets": 32, "max_bucket_distance": 100}),
+    "hubert": ("HubertConfig", {}),
+    "wav2vec2": ("Wav2Vec2Config", {}),
+}
+
+
+def tiny_encoder_checkpoint(family: str, directory: str | Path, hidden: int = 64, layers: int = 2,
+                            seed: int = 0) -> Path:
+    """A random-weight encoder of a real architecture, saved like a hub checkpoint (tests, demo)."""
+    import transformers
+
+    if family not in _TINY_FAMILIES:
+        raise ValueError(f"unknown encoder family {family!r}; expected one of {sorted(_TINY_FAMILIES)}")
+    config_name, extra = _TINY_FAMILIES[family]
+    config = getattr(transformers, config_name)(
+        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=2 * hidden,
+        conv_dim=(32,) * 7, conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, do_stable_layer_norm=True,
+        feat_extract_norm="layer", mask_time_prob=0.0, layerdrop=0.0, **extra,
+    )
+    torch.manual_seed(seed)
+    model = transformers.AutoModel.from_config(config)
+    directory = Path(directory)
+    model.save_pretrained(directory)
+    return directory

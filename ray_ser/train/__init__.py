@@ -1,0 +1,1 @@
+"""Ray Train fine-tuning of the branches: losses, data preparation, loops."""

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ray_ser.models.speech_encoder import (SpeechEmotionModel, SpeechEncoderOptions, SpeechEncoderPredictor,
+                                           collate_waveforms, tiny_encoder_checkpoint)
+
+
+@pytest.mark.parametrize("family", ["wavlm", "hubert", "wav2vec2"])
+def test_families_load_through_automodel_and_predict_distributions(tmp_path, family, corpus_rows):
+    encoder_dir = tiny_encoder_checkpoint(family, tmp_path / family)
+    model = SpeechEmotionModel.from_encoder(SpeechEncoderOptions(encoder=str(encoder_dir)))
+    audios = [sf.read(r["path"], dtype="float32")[0] for r in corpus_rows[:3]]
+    probs = SpeechEncoderPredictor(model).predict_batch(audios)
+    assert probs.shape == (3, 8) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def _trainable(model):
+    return {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}, \
+        [n for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")]
+
+
+def test_finetune_modes_choose_what_trains(tmp_path):
+    encoder_dir = tiny_encoder_checkpoint("wavlm", tmp_path / "enc")
+    frozen = SpeechEmotionModel.from_encoder(SpeechEncoderOptions(str(encoder_dir), "frozen"))
+    assert _trainable(frozen)[1] == []
+    lora = SpeechEmotionModel.from_encoder(SpeechEncoderOptions(str(encoder_dir), "lora", lora_rank=4))
+    lora_names = _trainable(lora)[1]
+    assert lora_names and all("lora_" in n for n in lora_names)
+    full = SpeechEmotionModel.from_encoder(SpeechEncoderOptions(str(encoder_dir), "full"))
+    names = _trainable(full)[1]
+    assert any("encoder.layers" in n for n in names) and not any("feature_extractor" in n for n in names)
+
+
+def test_padding_does_not_change_a_prediction(tmp_path, corpus_rows):
+    model = SpeechEmotionModel.from_encoder(SpeechEncoderOptions(str(tiny_encoder_checkpoint("wavlm", tmp_path / "e"))))
+    predictor = SpeechEncoderPredictor(model)
+    short, long = (sf.read(r["path"], dtype="float32")[0] for r in corpus_rows[:2])
+    alone = predictor.predict_batch([short])[0]
+    padded = predictor.predict_batch([short, long])[0]
+    assert np.allclose(alone, padded, atol=1e-4)
+
+
+def test_lora_checkpoint_roundtrip(tmp_path, corpus_rows):
+    encoder_dir = tiny_encoder_checkpoint("hubert", tmp_path / "enc")
+    model = SpeechEmotionModel.from_encoder(SpeechEncoderOptions(str(encoder_dir), "lora", lora_rank=4))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()  # a trained adapter, so merging changes the encoder
+    model.eval()
+    audios = [sf.read(r["path"], dtype="float32")[0] for r in corpus_rows[:2]]
+    before = SpeechEncoderPredictor(model).predict_batch(audios)
+    model.save(tmp_path / "ckpt")
+    after = SpeechEncoderPredictor.load(tmp_path / "ckpt").predict_batch(audios)
+    assert np.allclose(before, after, atol=1e-4)
+
+
+def test_collate_masks_and_normalises():
+    waves, mask = collate_waveforms([np.ones(1000, np.float32) * 3, np.arange(500, dtype=np.float32)])
+    assert waves.shape == (2, 1000) and mask[1].sum() == 500 and waves[1, 500:].abs().sum() == 0
