@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
     from ray_ser.config import StorageConfig
 
-__all__ = ["AUDIO_EXTENSIONS", "MANIFEST_EXTENSIONS", "ManifestError", "InputSet", "read_inputs"]
+__all__ = ["AUDIO_EXTENSIONS", "MANIFEST_EXTENSIONS", "ManifestError", "InputSet", "read_inputs",
+           "read_manifest_table", "resolve_path"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 MANIFEST_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -36,7 +37,8 @@ class InputSet:
     duplicates_collapsed: int
 
 
-def _read_manifest_table(uri: str, storage: StorageConfig) -> pa.Table:
+def read_manifest_table(uri: str, storage: StorageConfig) -> pa.Table:
+    """The manifest file as it is (ids and paths read as strings)."""
     import pyarrow.csv as pacsv
     import pyarrow.json as pajson
     import pyarrow.parquet as pq
@@ -84,7 +86,8 @@ def _list_audio(uri: str, storage: StorageConfig) -> pa.Table:
     return pa.table({"utterance_id": ids, "path": [prefix + f for f in files]})
 
 
-def _resolve(path: str | None, base: str) -> str | None:
+def resolve_path(path: str | None, base: str) -> str | None:
+    """A manifest path made absolute against the manifest's own directory or prefix."""
     if path is None or path == "":
         return None
     if is_s3(path) or posixpath.isabs(path) or "://" in path:
@@ -113,7 +116,7 @@ def read_inputs(uri: str, storage: StorageConfig) -> InputSet:
     import pyarrow as pa
 
     is_manifest = uri.lower().endswith(MANIFEST_EXTENSIONS)
-    raw = _read_manifest_table(uri, storage) if is_manifest else _list_audio(uri, storage)
+    raw = read_manifest_table(uri, storage) if is_manifest else _list_audio(uri, storage)
     missing = [c for c in ("utterance_id", "path") if c not in raw.column_names]
     if missing:
         raise ManifestError(f"manifest {uri} lacks required column(s) {missing}; has {raw.column_names}")
@@ -133,7 +136,7 @@ def read_inputs(uri: str, storage: StorageConfig) -> InputSet:
             duplicates += 1  # one output row per id is the contract; the first occurrence wins
             continue
         seen.add(uid)
-        resolved = _resolve(path, base)
+        resolved = resolve_path(path, base)
         if resolved is None and error is None:
             error = "manifest: missing path"
         if error is None and any(v is not None and math.isnan(v) for v in (start, end)):

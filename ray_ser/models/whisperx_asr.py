@@ -15,6 +15,9 @@ from ray_ser.models.base import Transcript
 
 __all__ = ["WhisperXAsr"]
 
+# whisperx batches the 30 s VAD chunks of ONE file; this is its internal batch, not a Ray batch.
+_CHUNKS_PER_CALL = 16
+
 
 class WhisperXAsr:
     """AsrModel: whisperx transcription followed by wav2vec2 word alignment."""
@@ -45,7 +48,7 @@ class WhisperXAsr:
 
         out = []
         for audio in audios:
-            result = self.model.transcribe(np.asarray(audio, dtype=np.float32), batch_size=16)
+            result = self.model.transcribe(np.asarray(audio, dtype=np.float32), batch_size=_CHUNKS_PER_CALL)
             aligned = whisperx.align(result["segments"], self.align_model, self.align_metadata,
                                      audio, self.device, return_char_alignments=False)
             text = " ".join(seg["text"].strip() for seg in aligned["segments"]).strip()

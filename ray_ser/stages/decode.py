@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ray_ser.io.audio import TARGET_SAMPLE_RATE, decode_audio, slice_seconds, to_bytes
-from ray_ser.io.storage import filesystem_for
+from ray_ser.io.storage import filesystem_for, is_s3, path_in_filesystem
 from ray_ser.metrics import StageMetrics
 from ray_ser.schema import STATUS_ERROR, STATUS_OK
 from ray_ser.stages.base import error_reason, require_columns
@@ -43,10 +43,10 @@ class DecodeStage:
         self.metrics = StageMetrics("decode")
 
     def _read(self, path: str) -> bytes:
-        scheme = "s3" if path.startswith("s3://") else "local"
-        fs, inner = filesystem_for(path, self.storage)
-        fs = self._filesystems.setdefault(scheme, fs)
-        with fs.open_input_stream(inner) as handle:
+        scheme = "s3" if is_s3(path) else "local"
+        if scheme not in self._filesystems:  # one client per actor, not one per file
+            self._filesystems[scheme] = filesystem_for(path, self.storage)[0]
+        with self._filesystems[scheme].open_input_stream(path_in_filesystem(path)) as handle:
             return handle.read()
 
     def _segments(self, samples, offset: float) -> list[tuple[float, float]]:

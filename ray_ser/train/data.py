@@ -27,18 +27,18 @@ class LabelledRow:
 def read_labelled_manifest(uri: str, storage: StorageConfig, label_column: str = "emotion",
                            corpus: str | None = None) -> list[LabelledRow]:
     """Rows of a manifest with a label column (raises ManifestError if it lacks one)."""
-    from ray_ser.io.manifest import ManifestError, _read_manifest_table, _resolve
-
     import posixpath
 
-    table = _read_manifest_table(uri, storage)
+    from ray_ser.io.manifest import ManifestError, read_manifest_table, resolve_path
+
+    table = read_manifest_table(uri, storage)
     for needed in ("utterance_id", "path", label_column):
         if needed not in table.column_names:
             raise ManifestError(f"training manifest {uri} lacks column {needed!r}")
     base = posixpath.dirname(uri)
     texts = table.column("text").to_pylist() if "text" in table.column_names else [None] * table.num_rows
     return [
-        LabelledRow(str(uid), _resolve(str(path), base), index_of(normalize_label(str(label), corpus)), text)
+        LabelledRow(str(uid), resolve_path(str(path), base), index_of(normalize_label(str(label), corpus)), text)
         for uid, path, label, text in zip(table.column("utterance_id").to_pylist(), table.column("path").to_pylist(),
                                           table.column(label_column).to_pylist(), texts)
     ]
@@ -56,11 +56,14 @@ def split_rows(rows: list[LabelledRow], val_fraction: float) -> tuple[list[Label
 
 def load_audio(rows: list[LabelledRow], storage: StorageConfig) -> list[np.ndarray]:
     from ray_ser.io.audio import decode_audio
-    from ray_ser.io.storage import filesystem_for
+    from ray_ser.io.storage import filesystem_for, is_s3, path_in_filesystem
 
     audios = []
+    filesystems: dict[bool, object] = {}
     for row in rows:
-        fs, path = filesystem_for(row.path, storage)
-        with fs.open_input_stream(path) as handle:
+        s3 = is_s3(row.path)
+        if s3 not in filesystems:
+            filesystems[s3] = filesystem_for(row.path, storage)[0]
+        with filesystems[s3].open_input_stream(path_in_filesystem(row.path)) as handle:
             audios.append(decode_audio(handle.read()))
     return audios
