@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
     from ray_ser.config import StorageConfig
 
-__all__ = ["is_s3", "filesystem_for", "path_in_filesystem", "join_uri", "s3_storage_options"]
+__all__ = ["is_s3", "filesystem_for", "path_in_filesystem"]
 
 
 def is_s3(uri: str) -> bool:
@@ -42,15 +42,3 @@ def filesystem_for(uri: str, storage: StorageConfig) -> tuple[pyarrow.fs.FileSys
             kwargs["scheme"] = parsed.scheme or "https"
         return pafs.S3FileSystem(**kwargs), path
     return pafs.LocalFileSystem(), path
-
-
-def join_uri(base: str, *names: str) -> str:
-    return "/".join([base.rstrip("/"), *(n.strip("/") for n in names)])
-
-
-def s3_storage_options(storage: StorageConfig) -> dict[str, object]:
-    """fsspec/s3fs options equivalent to filesystem_for, for libraries that take fsspec."""
-    options: dict[str, object] = {"client_kwargs": {"region_name": storage.s3_region}}
-    if storage.s3_endpoint_url:
-        options["endpoint_url"] = storage.s3_endpoint_url
-    return options
