@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
     from ray_ser.config import StorageConfig
 
-__all__ = ["is_s3", "filesystem_for", "path_in_filesystem"]
+__all__ = ["is_s3", "filesystem_for", "path_in_filesystem", "FileReader"]
 
 
 def is_s3(uri: str) -> bool:
@@ -42,3 +42,18 @@ def filesystem_for(uri: str, storage: StorageConfig) -> tuple[pyarrow.fs.FileSys
             kwargs["scheme"] = parsed.scheme or "https"
         return pafs.S3FileSystem(**kwargs), path
     return pafs.LocalFileSystem(), path
+
+
+class FileReader:
+    """Reads whole files from local paths and s3:// URIs, with one filesystem client per scheme."""
+
+    def __init__(self, storage: StorageConfig) -> None:
+        self.storage = storage
+        self._filesystems: dict[bool, pyarrow.fs.FileSystem] = {}
+
+    def read(self, uri: str) -> bytes:
+        s3 = is_s3(uri)
+        if s3 not in self._filesystems:
+            self._filesystems[s3] = filesystem_for(uri, self.storage)[0]
+        with self._filesystems[s3].open_input_stream(path_in_filesystem(uri)) as handle:
+            return handle.read()

@@ -20,7 +20,8 @@ from torch import nn
 
 from ray_ser.labels import NUM_CLASSES
 
-__all__ = ["SpeechEncoderOptions", "AttentiveStatsPooling", "SpeechEmotionModel", "tiny_encoder_checkpoint"]
+__all__ = ["SpeechEncoderOptions", "AttentiveStatsPooling", "SpeechEmotionModel", "SpeechEncoderPredictor",
+           "collate_waveforms", "tiny_encoder_checkpoint"]
 
 FineTune = Literal["frozen", "full", "lora"]
 
@@ -118,7 +119,12 @@ class SpeechEmotionModel(nn.Module):
         meta.pop("family")
         options = SpeechEncoderOptions(**{**meta, "encoder": str(directory / "encoder"), "finetune": "frozen"})
         model = cls(AutoModel.from_pretrained(options.encoder), options)
-        model.load_state_dict(torch.load(directory / "head.pt", map_location="cpu"), strict=False)
+        # The encoder came from encoder/ already; head.pt must supply every other weight.
+        result = model.load_state_dict(torch.load(directory / "head.pt", map_location="cpu"), strict=False)
+        missing_head = [k for k in result.missing_keys if not k.startswith("encoder.")]
+        if missing_head or result.unexpected_keys:
+            raise ValueError(f"{directory}/head.pt does not match the branch: missing {missing_head}, "
+                             f"unexpected {result.unexpected_keys}")
         return model.eval()
 
 

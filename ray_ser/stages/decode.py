@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ray_ser.io.audio import TARGET_SAMPLE_RATE, decode_audio, slice_seconds, to_bytes
-from ray_ser.io.storage import filesystem_for, is_s3, path_in_filesystem
+from ray_ser.io.storage import FileReader
 from ray_ser.metrics import StageMetrics
 from ray_ser.schema import STATUS_ERROR, STATUS_OK
 from ray_ser.stages.base import error_reason, require_columns
@@ -39,15 +39,8 @@ class DecodeStage:
         self.segmenter = SileroSegmenter.load(
             VadOptions(decode.max_segment_s, decode.min_speech_ms, decode.min_silence_ms)
         )
-        self._filesystems: dict[str, object] = {}
+        self.reader = FileReader(storage)
         self.metrics = StageMetrics("decode")
-
-    def _read(self, path: str) -> bytes:
-        scheme = "s3" if is_s3(path) else "local"
-        if scheme not in self._filesystems:  # one client per actor, not one per file
-            self._filesystems[scheme] = filesystem_for(path, self.storage)[0]
-        with self._filesystems[scheme].open_input_stream(path_in_filesystem(path)) as handle:
-            return handle.read()
 
     def _segments(self, samples, offset: float) -> list[tuple[float, float]]:
         """(start, end) in source seconds; one span unless the audio is longer than a segment."""
@@ -85,7 +78,7 @@ class DecodeStage:
                 emit(input_id, input_id, path, start, end, None, 0, 1, None, row["manifest_error"])
                 continue
             try:
-                samples = slice_seconds(decode_audio(self._read(path)), start, end)
+                samples = slice_seconds(decode_audio(self.reader.read(path)), start, end)
                 spans = self._segments(samples, start or 0.0)
             except Exception as exc:  # any unreadable file becomes an error row
                 emit(input_id, input_id, path, start, end, None, 0, 1, None, error_reason("decode", exc))

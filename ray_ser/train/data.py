@@ -56,14 +56,7 @@ def split_rows(rows: list[LabelledRow], val_fraction: float) -> tuple[list[Label
 
 def load_audio(rows: list[LabelledRow], storage: StorageConfig) -> list[np.ndarray]:
     from ray_ser.io.audio import decode_audio
-    from ray_ser.io.storage import filesystem_for, is_s3, path_in_filesystem
+    from ray_ser.io.storage import FileReader
 
-    audios = []
-    filesystems: dict[bool, object] = {}
-    for row in rows:
-        s3 = is_s3(row.path)
-        if s3 not in filesystems:
-            filesystems[s3] = filesystem_for(row.path, storage)[0]
-        with filesystems[s3].open_input_stream(path_in_filesystem(row.path)) as handle:
-            audios.append(decode_audio(handle.read()))
-    return audios
+    reader = FileReader(storage)
+    return [decode_audio(reader.read(row.path)) for row in rows]
