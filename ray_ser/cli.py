@@ -27,13 +27,21 @@ def _label(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from ray_ser.demo import run_demo
+def _train(args: argparse.Namespace) -> int:
+    from ray_ser.config import load_config
+    from ray_ser.train.loop import format_train_result, train_branch
 
-    result = run_demo(args.workdir, n=args.n, seed=args.seed, profile=args.config, overrides=tuple(args.set))
+    cfg = load_config(args.config, args.set)
+    print(format_train_result(train_branch(cfg, args.branch, args.manifest, args.out)))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ray_ser.demo import DemoSizes, run_demo
+
+    sizes = DemoSizes(train=args.n_train, heldout=args.n_heldout, seen=args.n_seen)
+    result = run_demo(args.workdir, sizes, seed=args.seed, profile=args.config, overrides=tuple(args.set))
     print(result.report)
-    print(f"\nThe embedded S3 held the output at {result.summary.output} while the demo ran;")
-    print(f"a copy of the Parquet files is in {result.local_copy}")
     return 0
 
 
@@ -50,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=_synth)
 
     for name, func, helptext in (("label", _label, "label a corpus into Parquet"),
+                                 ("train", _train, "fine-tune one branch with Ray Train"),
                                  ("demo", _demo, "synthesize, label from an embedded S3, summarise")):
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("--config", default="demo", help="profile name (configs/NAME.yaml) or YAML path")
@@ -60,9 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--input", required=True, help="manifest (csv/jsonl/parquet), directory or s3:// prefix")
     label.add_argument("--output", required=True, help="output directory or s3:// prefix")
     label.add_argument("--run-id", default=None, help="run identifier stored on every row")
+    train = sub.choices["train"]
+    train.add_argument("--branch", required=True, help="branch name in the config's branches section")
+    train.add_argument("--manifest", required=True, help="labelled manifest (local or s3://)")
+    train.add_argument("--out", required=True, help="checkpoint storage directory or s3:// prefix")
     demo = sub.choices["demo"]
     demo.add_argument("--workdir", default="runs/demo")
-    demo.add_argument("--n", type=int, default=24, help="utterances to synthesize")
+    demo.add_argument("--n-train", type=int, default=1200, help="training utterances (training speakers)")
+    demo.add_argument("--n-heldout", type=int, default=240, help="test utterances, unseen speakers and sentences")
+    demo.add_argument("--n-seen", type=int, default=160, help="test utterances, training speakers")
     demo.add_argument("--seed", type=int, default=7)
     return parser
 

@@ -21,6 +21,9 @@ __all__ = [
     "AsrConfig",
     "SinkConfig",
     "RayConfig",
+    "TrainConfig",
+    "BranchConfig",
+    "VoteConfig",
     "LabelConfig",
     "load_config",
     "profile_path",
@@ -124,6 +127,76 @@ class RayConfig(_Frozen):
     progress_bars: bool = Field(True, description="Ray Data progress output on the driver.")
 
 
+BranchFamily = Literal["speech_encoder", "text_classifier"]
+_FINETUNE_MODES: dict[str, tuple[str, ...]] = {
+    "speech_encoder": ("frozen", "full", "lora"),
+    "text_classifier": ("lora", "full", "head"),
+}
+
+
+class TrainConfig(_Frozen):
+    """How `ray-ser train` fine-tunes one branch with Ray Train (TorchTrainer, DDP)."""
+
+    base_model: str = Field(
+        ..., description="What training starts from: a hub id, a local directory, or an offline alias "
+        "(offline:smollm2, offline:minilm). Never fetched at import time.")
+    finetune: str = Field(
+        "lora", description="speech_encoder: frozen | full | lora. text_classifier: lora | full | head.")
+    lora_rank: int = Field(8, ge=1, description="LoRA rank when finetune=lora (alpha = 2 * rank).")
+    loss: Literal["ce", "weighted_ce", "focal", "weighted_focal"] = Field(
+        "weighted_ce", description="Loss against class imbalance; weights come from the training prior.")
+    focal_gamma: float = Field(2.0, ge=0, description="Focusing parameter of the focal losses.")
+    epochs: int = Field(4, ge=1, description="Passes over the training split.")
+    batch_size: int = Field(8, ge=1, description="Examples per step on each worker.")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate of the one-cycle schedule.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of rows (hashed by id) held out for "
+                                "validation; the best epoch by validation macro-F1 is kept.")
+    seed: int = Field(0, description="Seed of initialisation and shuffling.")
+    num_workers: int = Field(2, ge=1, description="Ray Train workers (DDP ranks).")
+    use_gpu: bool = Field(False, description="One GPU per worker (cluster profiles).")
+    cpus_per_worker: float = Field(1.0, gt=0, description="Logical CPUs per worker.")
+    label_column: str = Field("emotion", description="Manifest column holding the emotion label.")
+    corpus: str | None = Field(None, description="Label mapping of the manifest's corpus (ravdess, crema-d, "
+                               "iemocap, msp-podcast); None: labels are already the 8 classes.")
+    text_column: str = Field("text", description="Manifest column the text branches read (a transcript).")
+    max_seconds: float = Field(8.0, gt=0, description="speech_encoder: clips are cut to this length.")
+    normalize_audio: bool = Field(
+        True, description="speech_encoder: per-utterance waveform normalisation (keep on for pretrained "
+        "SSL encoders; off lets a from-scratch model use loudness).")
+    max_length: int = Field(64, ge=8, description="text_classifier: tokens per transcript prompt.")
+    template: str = Field(
+        "{text}", description="text_classifier: the prompt around the transcript ({text} is replaced).")
+
+
+class BranchConfig(_Frozen):
+    """One voting branch: a model family, its checkpoint, its actor pool, its vote weight."""
+
+    family: BranchFamily = Field(..., description="speech_encoder (audio in) or text_classifier (transcript in).")
+    checkpoint: str | None = Field(
+        None, description="Trained checkpoint directory or s3:// URI (what `ray-ser train` prints). "
+        "Labeling and Serve need it.")
+    weight: float = Field(1.0, gt=0, description="Vote weight of this branch.")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="Torch device of the branch actors.")
+    resources: StageResources = Field(default_factory=StageResources,
+                                      description="Scheduling of the branch's actor pool.")
+    train: TrainConfig | None = Field(None, description="How to fine-tune it; None: not trainable here.")
+
+    @model_validator(mode="after")
+    def _finetune_fits_family(self) -> BranchConfig:
+        if self.train is not None and self.train.finetune not in _FINETUNE_MODES[self.family]:
+            raise ValueError(f"train.finetune={self.train.finetune!r} is not valid for {self.family}; "
+                             f"expected one of {_FINETUNE_MODES[self.family]}")
+        return self
+
+
+class VoteConfig(_Frozen):
+    """The majority vote over the branches."""
+
+    priority: tuple[str, ...] = Field(
+        (), description="Branch names in tie-break order, after mean probability (first wins).")
+
+
 class LabelConfig(_Frozen):
     """The labeling job: input -> decode -> ASR -> (branches, vote) -> Parquet."""
 
@@ -132,9 +205,41 @@ class LabelConfig(_Frozen):
     asr: AsrConfig = Field(default_factory=AsrConfig, description="Speech recognition.")
     sink: SinkConfig = Field(default_factory=SinkConfig, description="Parquet output.")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray connection.")
+    branches: dict[str, BranchConfig] = Field(
+        default_factory=dict, description="Voting branches by name, in plan order; each adds "
+        "<name>_label and <name>_probs. Empty: an ASR-only run.")
+    vote: VoteConfig = Field(default_factory=VoteConfig, description="The vote across branches.")
     cache_dir: str | None = Field(
         None, description="Where offline weights are assembled; None: $RAY_SER_CACHE or ~/.cache/ray_ser."
     )
+
+    @model_validator(mode="after")
+    def _branch_names(self) -> LabelConfig:
+        import re
+
+        from ray_ser.schema import BASE_COLUMNS
+
+        reserved = {name for name, _ in BASE_COLUMNS} | {"label", "confidence", "agreement", "audio"}
+        for name in self.branches:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in reserved:
+                raise ValueError(f"branch name {name!r} must be lower_snake_case and not a column name")
+        unknown = [n for n in self.vote.priority if n not in self.branches]
+        if unknown:
+            raise ValueError(f"vote.priority names unknown branches {unknown}")
+        return self
+
+    def branch(self, name: str) -> BranchConfig:
+        if name not in self.branches:
+            raise ConfigError(f"no branch {name!r}; configured: {sorted(self.branches)}")
+        return self.branches[name]
+
+    def require_checkpoints(self) -> None:
+        """Labeling needs every configured branch trained; say which are not, and how to fix it."""
+        missing = [name for name, b in self.branches.items() if not b.checkpoint]
+        if missing:
+            raise ConfigError(
+                f"branches {missing} have no checkpoint: train them (ray-ser train --branch NAME ...) and pass "
+                f"--set branches.NAME.checkpoint=PATH, or run ASR only with --set 'branches={{}}'")
 
     def resolved_cache_dir(self) -> Path:
         return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["normalize_text", "word_error_rate", "confusion_matrix", "emotion_metrics"]
+__all__ = ["normalize_text", "word_error_rate", "confusion_matrix", "emotion_metrics", "score_labels"]
 
 _NUMBERS = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five",
             "6": "six", "7": "seven", "8": "eight", "9": "nine", "10": "ten", "12": "twelve"}
@@ -61,3 +61,23 @@ def emotion_metrics(y_true, y_pred, num_classes: int) -> dict[str, float]:
         "uar": float(recall[support > 0].mean()) if (support > 0).any() else 0.0,
         "accuracy": float(tp.sum() / total) if total else 0.0,
     }
+
+
+def score_labels(rows: list[dict], truth: dict[str, str], branches: tuple[str, ...]) -> dict[str, dict]:
+    """Emotion metrics of the vote ("vote") and of each branch over labelled output rows.
+
+    rows are output rows (dicts with input_id, label, <branch>_label); truth maps input_id
+    to the reference emotion. A row a branch abstained on counts as wrong for that branch,
+    so a branch is never flattered by skipping hard rows.
+    """
+    from ray_ser.labels import EMOTIONS, NUM_CLASSES
+
+    scored = [r for r in rows if r["input_id"] in truth]
+    reference = [EMOTIONS.index(truth[r["input_id"]]) for r in scored]
+    out = {}
+    for name, column in [("vote", "label"), *((b, f"{b}_label") for b in branches)]:
+        # An abstention is scored as a wrong class: the one after the truth, cyclically.
+        predicted = [EMOTIONS.index(r[column]) if r.get(column) else (t + 1) % NUM_CLASSES
+                     for r, t in zip(scored, reference)]
+        out[name] = {**emotion_metrics(reference, predicted, NUM_CLASSES), "rows": len(scored)}
+    return out

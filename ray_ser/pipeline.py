@@ -1,6 +1,7 @@
 """Builds and runs the labeling plan. The ONLY place stage resources are applied.
 
-    inputs -> decode (actor pool: VAD) -> asr (actor pool) -> sink (tasks) -> summary rows
+    inputs -> decode (actor pool: VAD) -> asr (actor pool)
+           -> one actor pool per branch -> vote (tasks) -> sink (tasks) -> summary rows
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
+from ray_ser.config import ConfigError
 from ray_ser.io.manifest import read_inputs
 from ray_ser.io.sink import scan_progress
 
@@ -95,8 +97,10 @@ def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id
     import ray.data
 
     from ray_ser.stages.asr import AsrStage
+    from ray_ser.stages.branch import BranchStage
     from ray_ser.stages.decode import DecodeStage
     from ray_ser.stages.sink import write_batch
+    from ray_ser.stages.vote import vote_batch
 
     ray.data.DataContext.get_current().enable_progress_bars = cfg.ray.progress_bars
     ds = ray.data.from_arrow(_to_blocks(inputs, cfg.decode.resources.batch_size))
@@ -114,10 +118,25 @@ def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id
             fn_constructor_kwargs={"asr": cfg.asr, "cache_dir": str(cfg.resolved_cache_dir())},
             **asr_args,
         )
+    for name, branch in cfg.branches.items():
+        ds = ds.map_batches(
+            BranchStage, batch_format="pyarrow",
+            fn_constructor_kwargs={"name": name, "family": branch.family, "checkpoint": branch.checkpoint,
+                                   "device": branch.device, "storage": cfg.storage,
+                                   "cache_dir": str(cfg.resolved_cache_dir())},
+            **_actor_args(branch.resources),
+        )
+    names = tuple(cfg.branches)
+    if names:
+        ds = ds.map_batches(
+            vote_batch, batch_format="pyarrow", num_cpus=cfg.sink.num_cpus,
+            fn_kwargs={"branches": names, "weights": {n: b.weight for n, b in cfg.branches.items()},
+                       "priority": cfg.vote.priority},
+        )
     return ds.map_batches(
         write_batch, batch_format="pyarrow", batch_size=cfg.sink.rows_per_file, num_cpus=cfg.sink.num_cpus,
         fn_kwargs={"output_uri": output_uri, "storage": cfg.storage, "compression": cfg.sink.compression,
-                   "run_id": run_id},
+                   "run_id": run_id, "branches": names},
     )
 
 
@@ -127,6 +146,11 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
     import pyarrow.compute as pc
 
     started = time.perf_counter()
+    cfg.require_checkpoints()
+    if not cfg.asr.enabled:
+        text = [n for n, b in cfg.branches.items() if b.family == "text_classifier"]
+        if text:
+            raise ConfigError(f"text branches {text} read transcripts; they need asr.enabled=true")
     run_id = run_id or new_run_id()
     input_set = read_inputs(input_uri, cfg.storage)
     progress = scan_progress(output_uri, cfg.storage)

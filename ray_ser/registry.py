@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
-__all__ = ["Registry", "ASR_ENGINES"]
+__all__ = ["Registry", "ASR_ENGINES", "BRANCH_PREDICTORS"]
 
 T = TypeVar("T")
 
@@ -53,3 +53,22 @@ def _whisperx(cfg, cache_dir):
 ASR_ENGINES: Registry[Callable] = Registry("ASR engine")
 ASR_ENGINES.register("faster-whisper", _faster_whisper)
 ASR_ENGINES.register("whisperx", _whisperx)
+
+
+def _speech_encoder(checkpoint, device):
+    from ray_ser.models.speech_encoder import SpeechEncoderPredictor
+
+    return SpeechEncoderPredictor.load(checkpoint, device)
+
+
+def _text_classifier(checkpoint, device):
+    from ray_ser.models.text_classifier import TextClassifierPredictor
+
+    return TextClassifierPredictor.load(checkpoint, device)
+
+
+# branch family -> (local checkpoint dir, device) -> predictor with input_kind ("audio" | "text")
+# and predict_batch(inputs) -> probabilities [n, 8]
+BRANCH_PREDICTORS: Registry[Callable] = Registry("branch family")
+BRANCH_PREDICTORS.register("speech_encoder", _speech_encoder)
+BRANCH_PREDICTORS.register("text_classifier", _text_classifier)

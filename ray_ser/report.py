@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from ray_ser.config import StorageConfig
     from ray_ser.pipeline import LabelSummary
 
-__all__ = ["format_summary"]
+__all__ = ["format_summary", "format_scores", "format_demo"]
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -45,4 +45,35 @@ def format_summary(summary: LabelSummary, storage: StorageConfig, preview_rows: 
             text = (row["transcript"] or row["error"] or "")[:60]
             duration = f"{row['duration']:.2f}s" if row["duration"] is not None else "   -  "
             lines.append(f"  {row['utterance_id'][:28]:28}  {duration:>7}  {row['status']:5}  {text}")
+    return "\n".join(lines)
+
+
+def format_scores(scores: dict[str, dict]) -> str:
+    """One line per scorer (branches, vote, baseline): macro-F1, UAR, accuracy."""
+    lines = [f"  {'':14}  macro-F1    UAR    acc"]
+    for name, m in scores.items():
+        lines.append(f"  {name:14}  {m['macro_f1']:8.3f}  {m['uar']:5.3f}  {m['accuracy']:5.3f}")
+    branches = [m["macro_f1"] for n, m in scores.items() if n not in ("vote", "baseline")]
+    if branches and "vote" in scores:
+        lines.append(f"  vote - best branch: {scores['vote']['macro_f1'] - max(branches):+.3f}")
+    return "\n".join(lines)
+
+
+def format_demo(result, test_sets: dict[str, str]) -> str:
+    """The demo's report: training curves' end points, each test set's run and scores, reuse command."""
+    lines = []
+    if result.training:
+        lines.append("training (Ray Train, best epoch by validation macro-F1):")
+        for name, t in result.training.items():
+            lines.append(f"  {name:14} val macro-F1 {t.best['val_macro_f1']:.3f} (epoch {t.best['epoch']} of "
+                         f"{len(t.history)}, {t.wall_seconds:.0f} s)  {t.checkpoint}")
+    for name, description in test_sets.items():
+        s = result.summaries[name]
+        lines.append(f"\n{name} ({description}): {s.rows_written} rows, {s.rows_ok} ok, {s.rows_error} error, "
+                     f"{s.audio_seconds_per_second:.2f} audio-s/s, {s.wall_seconds:.0f} s -> {s.output}")
+        lines.append(format_scores(result.scores[name]))
+    lines.append(f"\nParquet copies: {result.local_copy}")
+    if result.label_command:
+        lines.append("label any manifest with these checkpoints:")
+        lines.append(f"  {result.label_command}")
     return "\n".join(lines)

@@ -18,6 +18,8 @@ asr_avg_logprob    float32     Mean token log-probability of the transcript.
 asr_no_speech_prob float32     Whisper's no-speech probability.
 status             string      "ok", or "error" with a reason in ``error``.
 error              string      "<stage>: <reason>" for status=error, else null.
+warnings           string      Non-fatal problems of a labelled row ("; "-joined), e.g. an ASR
+                               failure (speech branches still voted) or a branch that failed.
 run_id             string      Identifies the job run that wrote the row.
 =================  ==========  ==========================================================
 
@@ -52,6 +54,7 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("asr_no_speech_prob", "float32"),
     ("status", "string"),
     ("error", "string"),
+    ("warnings", "string"),
     ("run_id", "string"),
 )
 

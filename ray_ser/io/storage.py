@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
@@ -10,7 +11,7 @@ if TYPE_CHECKING:
 
     from ray_ser.config import StorageConfig
 
-__all__ = ["is_s3", "filesystem_for", "path_in_filesystem", "FileReader"]
+__all__ = ["is_s3", "filesystem_for", "path_in_filesystem", "FileReader", "localize_directory"]
 
 
 def is_s3(uri: str) -> bool:
@@ -57,3 +58,38 @@ class FileReader:
             self._filesystems[s3] = filesystem_for(uri, self.storage)[0]
         with self._filesystems[s3].open_input_stream(path_in_filesystem(uri)) as handle:
             return handle.read()
+
+
+def localize_directory(uri: str, storage: StorageConfig, cache_dir: str | Path) -> Path:
+    """A local copy of a directory (a checkpoint): the path itself if local, else a cached download.
+
+    The download lands in a temporary directory that is renamed into place when complete,
+    so concurrent actors on one node never load a half-copied checkpoint.
+    """
+    import hashlib
+    import os
+    import tempfile
+
+    import pyarrow.fs as pafs
+
+    if not is_s3(uri):
+        local = Path(path_in_filesystem(uri))
+        if not local.is_dir():
+            raise FileNotFoundError(f"checkpoint directory {uri} does not exist")
+        return local
+    target = Path(cache_dir) / "checkpoints" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fs, path = filesystem_for(uri, storage)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"checkpoint directory {uri} does not exist")
+    staging = tempfile.mkdtemp(dir=target.parent, prefix=".partial-")
+    pafs.copy_files(path, staging, source_filesystem=fs)
+    try:
+        os.rename(staging, target)
+    except OSError:  # another actor finished first; its copy is identical
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,6 +1,9 @@
-"""Speech-encoder branch: a self-supervised encoder (WavLM, HuBERT, wav2vec2, ...) loaded with
-transformers ``AutoModel``, attentive statistics pooling over a learned mix of its layers, and a
-linear classifier over the 8 emotions.
+"""Speech-encoder branch: a self-supervised encoder (WavLM, HuBERT, wav2vec2, ...) or a Whisper
+encoder loaded with transformers ``AutoModel``, attentive statistics pooling over a learned mix of
+its layers, and a linear classifier over the 8 emotions.
+
+Waveform encoders read raw 16 kHz audio; a Whisper encoder reads its own log-mel features
+(computed by ``WhisperFeatureExtractor``), padded to the window its config declares.
 
 Fine-tuning modes: ``frozen`` (head only), ``full``, and ``lora`` (peft adapters on the
 attention projections + head). A checkpoint is a directory: the encoder as
@@ -33,6 +36,10 @@ class SpeechEncoderOptions:
     lora_rank: int = 8
     pooling_dim: int = 128
     dropout: float = 0.1
+    # Per-utterance waveform normalisation, as SSL encoders are pretrained; off keeps loudness,
+    # which a from-scratch model can use (it is a strong cue in acted speech).
+    normalize: bool = True
+    max_seconds: float = 8.0
 
 
 class AttentiveStatsPooling(nn.Module):
@@ -56,9 +63,19 @@ class SpeechEmotionModel(nn.Module):
     def __init__(self, encoder: nn.Module, options: SpeechEncoderOptions) -> None:
         super().__init__()
         self.options = options
+        self.is_whisper = encoder.config.model_type == "whisper"
+        if self.is_whisper and hasattr(encoder, "get_encoder"):
+            encoder = encoder.get_encoder()  # the decoder is never used
         self.encoder = encoder
-        hidden = encoder.config.hidden_size
-        layers = encoder.config.num_hidden_layers + 1
+        hidden = encoder.config.hidden_size if not self.is_whisper else encoder.config.d_model
+        layers = (encoder.config.encoder_layers if self.is_whisper else encoder.config.num_hidden_layers) + 1
+        self._features = None
+        if self.is_whisper:
+            from transformers import WhisperFeatureExtractor
+
+            window_s = encoder.config.max_source_positions * 2 * 160 / 16_000
+            self._features = WhisperFeatureExtractor(feature_size=encoder.config.num_mel_bins,
+                                                     chunk_length=int(window_s))
         self.layer_weights = nn.Parameter(torch.zeros(layers))
         self.pooling = AttentiveStatsPooling(hidden, options.pooling_dim)
         self.classifier = nn.Sequential(nn.Dropout(options.dropout), nn.Linear(2 * hidden, NUM_CLASSES))
@@ -85,22 +102,39 @@ class SpeechEmotionModel(nn.Module):
     def head_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
 
-    def forward(self, waveforms: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.encoder(waveforms, attention_mask=attention_mask, output_hidden_states=True)
+    def prepare(self, audios: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+        """The encoder's inputs for a batch of 16 kHz clips: waveforms or log-mel, plus a mask."""
+        if not self.is_whisper:
+            waves, mask = collate_waveforms(audios, self.options.max_seconds, self.options.normalize)
+            return {"inputs": waves, "mask": mask}
+        extractor = self._features
+        clips = [np.asarray(a, dtype=np.float32)[: extractor.n_samples] for a in audios]
+        mel = extractor(clips, sampling_rate=16_000, return_tensors="np", padding="max_length")["input_features"]
+        frames = extractor.nb_max_frames // 2  # the encoder's second conv halves the frame rate
+        lengths = torch.tensor([max(1, c.size // (2 * extractor.hop_length)) for c in clips])
+        mask = (torch.arange(frames)[None, :] < lengths[:, None]).long()
+        return {"inputs": torch.from_numpy(mel), "mask": mask}
+
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.is_whisper:
+            out = self.encoder(inputs, output_hidden_states=True)
+        else:
+            out = self.encoder(inputs, attention_mask=mask, output_hidden_states=True)
         stacked = torch.stack(out.hidden_states, dim=0)
         mix = torch.softmax(self.layer_weights, dim=0).view(-1, 1, 1, 1)
         frames = (mix * stacked).sum(dim=0)
-        base = self.encoder.get_base_model() if hasattr(self.encoder, "get_base_model") else self.encoder
-        frame_mask = base._get_feature_vector_attention_mask(frames.shape[1], attention_mask).bool()
+        if self.is_whisper:
+            frame_mask = mask.bool()
+        else:
+            base = self.encoder.get_base_model() if hasattr(self.encoder, "get_base_model") else self.encoder
+            frame_mask = base._get_feature_vector_attention_mask(frames.shape[1], mask).bool()
         return self.classifier(self.pooling(frames, frame_mask))
 
     # ---- loading and saving: the same path for production encoders and tiny test ones ----
 
     @classmethod
     def from_encoder(cls, options: SpeechEncoderOptions) -> SpeechEmotionModel:
-        from transformers import AutoModel
-
-        return cls(AutoModel.from_pretrained(options.encoder), options)
+        return cls(_load_encoder(options.encoder), options)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -112,13 +146,11 @@ class SpeechEmotionModel(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path) -> SpeechEmotionModel:
-        from transformers import AutoModel
-
         directory = Path(directory)
         meta = json.loads((directory / "branch.json").read_text())
         meta.pop("family")
         options = SpeechEncoderOptions(**{**meta, "encoder": str(directory / "encoder"), "finetune": "frozen"})
-        model = cls(AutoModel.from_pretrained(options.encoder), options)
+        model = cls(_load_encoder(options.encoder), options)
         # The encoder came from encoder/ already; head.pt must supply every other weight.
         result = model.load_state_dict(torch.load(directory / "head.pt", map_location="cpu"), strict=False)
         missing_head = [k for k in result.missing_keys if not k.startswith("encoder.")]
@@ -128,22 +160,65 @@ class SpeechEmotionModel(nn.Module):
         return model.eval()
 
 
-def collate_waveforms(audios: Sequence[np.ndarray], max_seconds: float = 8.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-mean unit-variance waveforms, right-padded, with an attention mask."""
+def _load_encoder(path: str) -> nn.Module:
+    """AutoModel for a hub id or directory; a saved Whisper *encoder* has no AutoModel class.
+
+    ``tiny-random:<family>`` names a small random-weight encoder (demo, tests): it is built
+    once under the cache directory and then loaded from there like any checkpoint.
+    """
+    from transformers import AutoConfig, AutoModel
+
+    if path.startswith(TINY_PREFIX):
+        path = str(_cached_tiny_encoder(path[len(TINY_PREFIX):]))
+    config = AutoConfig.from_pretrained(path)
+    if config.model_type == "whisper" and "WhisperEncoder" in (config.architectures or []):
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        return WhisperEncoder.from_pretrained(path)
+    return AutoModel.from_pretrained(path)
+
+
+TINY_PREFIX = "tiny-random:"
+
+
+def _cached_tiny_encoder(family: str) -> Path:
+    import os
+    import shutil
+    import tempfile
+
+    from ray_ser.config import default_cache_dir
+
+    target = default_cache_dir() / "tiny-random" / family
+    if not (target / "config.json").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{family}-"))
+        tiny_encoder_checkpoint(family, staging)
+        try:
+            os.rename(staging, target)
+        except OSError:  # a concurrent worker built the same (seeded, identical) weights first
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def collate_waveforms(audios: Sequence[np.ndarray], max_seconds: float = 8.0,
+                      normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Waveforms (zero-mean unit-variance when normalize), right-padded, with an attention mask."""
     limit = int(max_seconds * 16_000)
     clips = [np.asarray(a, dtype=np.float32)[:limit] for a in audios]
     length = max(max(c.size for c in clips), 400)
     batch = torch.zeros(len(clips), length)
     mask = torch.zeros(len(clips), length, dtype=torch.long)
     for i, clip in enumerate(clips):
-        normed = (clip - clip.mean()) / (clip.std() + 1e-7)
-        batch[i, : clip.size] = torch.from_numpy(normed)
+        normed = (clip - clip.mean()) / (clip.std() + 1e-7) if normalize else clip
+        batch[i, : clip.size] = torch.from_numpy(np.ascontiguousarray(normed))
         mask[i, : clip.size] = 1
     return batch, mask
 
 
 class SpeechEncoderPredictor:
     """The branch's inference adapter: ``predict_batch(audios) -> probabilities [n, 8]``."""
+
+    input_kind = "audio"
 
     def __init__(self, model: SpeechEmotionModel, device: str = "cpu") -> None:
         self.model = model.to(device).eval()
@@ -157,8 +232,8 @@ class SpeechEncoderPredictor:
     def predict_batch(self, audios: Sequence[np.ndarray]) -> np.ndarray:
         if not audios:
             return np.zeros((0, NUM_CLASSES), dtype=np.float32)
-        waves, mask = collate_waveforms(audios)
-        logits = self.model(waves.to(self.device), mask.to(self.device))
+        inputs = {k: v.to(self.device) for k, v in self.model.prepare(audios).items()}
+        logits = self.model(**inputs)
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
 
@@ -166,6 +241,7 @@ _TINY_FAMILIES = {
     "wavlm": ("WavLMConfig", {"num_buckets": 32, "max_bucket_distance": 100}),
     "hubert": ("HubertConfig", {}),
     "wav2vec2": ("Wav2Vec2Config", {}),
+    "whisper": ("WhisperConfig", {}),
 }
 
 
@@ -177,6 +253,8 @@ def tiny_encoder_checkpoint(family: str, directory: str | Path, hidden: int = 64
     if family not in _TINY_FAMILIES:
         raise ValueError(f"unknown encoder family {family!r}; expected one of {sorted(_TINY_FAMILIES)}")
     config_name, extra = _TINY_FAMILIES[family]
+    if family == "whisper":
+        return _tiny_whisper(directory, hidden, layers, seed)
     config = getattr(transformers, config_name)(
         hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=2 * hidden,
         conv_dim=(32,) * 7, conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_kernel=(10, 3, 3, 3, 3, 2, 2),
@@ -187,4 +265,20 @@ def tiny_encoder_checkpoint(family: str, directory: str | Path, hidden: int = 64
     model = transformers.AutoModel.from_config(config)
     directory = Path(directory)
     model.save_pretrained(directory)
+    return directory
+
+
+def _tiny_whisper(directory: str | Path, hidden: int, layers: int, seed: int, window_s: int = 6) -> Path:
+    """A random Whisper *encoder* with a window of window_s seconds (not 30), saved encoder-only."""
+    import transformers
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    config = transformers.WhisperConfig(
+        d_model=hidden, encoder_layers=layers, encoder_attention_heads=4, encoder_ffn_dim=2 * hidden,
+        decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=2 * hidden, num_mel_bins=80,
+        max_source_positions=window_s * 50, vocab_size=16, max_target_positions=16,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3)
+    torch.manual_seed(seed)
+    directory = Path(directory)
+    WhisperEncoder(config).save_pretrained(directory)
     return directory

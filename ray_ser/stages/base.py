@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["StageContractError", "require_columns", "error_reason"]
+__all__ = ["StageContractError", "require_columns", "error_reason", "append_warning"]
 
 
 class StageContractError(RuntimeError):
@@ -29,3 +29,14 @@ def error_reason(stage: str, exc: BaseException) -> str:
     kind = type(exc).__name__
     text = f"{stage}: {message}" if kind in ("AudioDecodeError",) else f"{stage}: {kind}: {message}"
     return text[:500]
+
+
+def append_warning(batch: pa.Table, new: list[str | None]) -> pa.Table:
+    """Add per-row warnings to the ``warnings`` column ("; "-joined), creating it if absent."""
+    import pyarrow as pa
+
+    if "warnings" in batch.column_names:
+        old = batch.column("warnings").to_pylist()
+        merged = ["; ".join(w for w in (a, b) if w) or None for a, b in zip(old, new)]
+        return batch.set_column(batch.schema.get_field_index("warnings"), "warnings", pa.array(merged, pa.string()))
+    return batch.append_column("warnings", pa.array(new, pa.string()))

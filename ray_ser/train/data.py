@@ -25,7 +25,7 @@ class LabelledRow:
 
 
 def read_labelled_manifest(uri: str, storage: StorageConfig, label_column: str = "emotion",
-                           corpus: str | None = None) -> list[LabelledRow]:
+                           corpus: str | None = None, text_column: str = "text") -> list[LabelledRow]:
     """Rows of a manifest with a label column (raises ManifestError if it lacks one)."""
     import posixpath
 
@@ -36,7 +36,8 @@ def read_labelled_manifest(uri: str, storage: StorageConfig, label_column: str =
         if needed not in table.column_names:
             raise ManifestError(f"training manifest {uri} lacks column {needed!r}")
     base = posixpath.dirname(uri)
-    texts = table.column("text").to_pylist() if "text" in table.column_names else [None] * table.num_rows
+    texts = (table.column(text_column).to_pylist() if text_column in table.column_names
+             else [None] * table.num_rows)
     return [
         LabelledRow(str(uid), resolve_path(str(path), base), index_of(normalize_label(str(label), corpus)), text)
         for uid, path, label, text in zip(table.column("utterance_id").to_pylist(), table.column("path").to_pylist(),

@@ -7,7 +7,7 @@ from typing import Literal, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["class_weights", "FocalLoss", "build_loss"]
+__all__ = ["class_weights", "EmotionLoss", "build_loss"]
 
 
 def class_weights(counts: Sequence[int], power: float = 1.0) -> torch.Tensor:
@@ -24,30 +24,34 @@ def class_weights(counts: Sequence[int], power: float = 1.0) -> torch.Tensor:
     return weights
 
 
-class FocalLoss(torch.nn.Module):
-    """Focal loss (Lin et al.): (1 - p_t)^gamma * CE, optionally class-weighted (alpha)."""
+class EmotionLoss(torch.nn.Module):
+    """Cross-entropy or focal loss (Lin et al.: (1 - p_t)^gamma * CE), optionally class-weighted.
 
-    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None) -> None:
+    ``sample_weight`` multiplies per-example terms (a row merged from k identical rows has
+    weight k); the result is normalised by the total weight, as torch's weighted CE is.
+    """
+
+    def __init__(self, gamma: float = 0.0, weight: torch.Tensor | None = None) -> None:
         super().__init__()
         self.gamma = gamma
         self.register_buffer("weight", weight if weight is not None else None)
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        log_p = F.log_softmax(logits, dim=-1)
-        log_pt = log_p.gather(1, targets.unsqueeze(1)).squeeze(1)
-        loss = -((1.0 - log_pt.exp()) ** self.gamma) * log_pt
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
+                sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+        log_pt = F.log_softmax(logits.float(), dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
+        loss = -log_pt if self.gamma == 0 else -((1.0 - log_pt.exp()) ** self.gamma) * log_pt
+        w = torch.ones_like(loss)
         if self.weight is not None:
-            w = self.weight.to(logits.device)[targets]
-            return (loss * w).sum() / w.sum().clamp_min(1e-8)
-        return loss.mean()
+            w = w * self.weight.to(logits.device)[targets]
+        if sample_weight is not None:
+            w = w * sample_weight.to(logits.device, torch.float32)
+        return (loss * w).sum() / w.sum().clamp_min(1e-8)
 
 
 def build_loss(kind: Literal["ce", "weighted_ce", "focal", "weighted_focal"], counts: Sequence[int],
-               gamma: float = 2.0, power: float = 1.0) -> torch.nn.Module:
+               gamma: float = 2.0, power: float = 1.0) -> EmotionLoss:
     """The loss a branch config names, with weights from its training label counts."""
+    if kind not in ("ce", "weighted_ce", "focal", "weighted_focal"):
+        raise ValueError(f"unknown loss {kind!r}; expected ce, weighted_ce, focal or weighted_focal")
     weight = class_weights(counts, power) if kind.startswith("weighted") else None
-    if kind in ("ce", "weighted_ce"):
-        return torch.nn.CrossEntropyLoss(weight=weight)
-    if kind in ("focal", "weighted_focal"):
-        return FocalLoss(gamma=gamma, weight=weight)
-    raise ValueError(f"unknown loss {kind!r}; expected ce, weighted_ce, focal or weighted_focal")
+    return EmotionLoss(gamma=gamma if "focal" in kind else 0.0, weight=weight)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ray_ser.evaluate import emotion_metrics
-from ray_ser.train.losses import FocalLoss, build_loss, class_weights
+from ray_ser.train.losses import EmotionLoss, build_loss, class_weights
 
 
 def test_class_weights_follow_the_inverse_prior():
@@ -13,10 +13,13 @@ def test_class_weights_follow_the_inverse_prior():
 
 def test_focal_loss_reduces_to_ce_at_gamma_zero_and_downweights_easy_examples():
     logits, targets = torch.randn(16, 8), torch.randint(0, 8, (16,))
-    assert FocalLoss(gamma=0)(logits, targets) == pytest.approx(torch.nn.functional.cross_entropy(logits, targets))
+    assert EmotionLoss(gamma=0)(logits, targets) == pytest.approx(torch.nn.functional.cross_entropy(logits, targets))
     easy = torch.full((4, 8), -5.0)
     easy[:, 0] = 5.0
-    assert FocalLoss(gamma=2)(easy, torch.zeros(4, dtype=torch.long)) < 1e-6 * 5
+    assert EmotionLoss(gamma=2)(easy, torch.zeros(4, dtype=torch.long)) < 1e-6 * 5
+    weights = torch.tensor([2.0] * 8 + [1.0] * 8)
+    doubled = torch.cat([logits[:8], logits[:8], logits[8:]]), torch.cat([targets[:8], targets[:8], targets[8:]])
+    assert EmotionLoss()(logits, targets, weights) == pytest.approx(EmotionLoss()(*doubled))
     with pytest.raises(ValueError, match="unknown loss"):
         build_loss("hinge", [1] * 8)
 

@@ -1,0 +1,80 @@
+"""A voting branch as a Ray Data stage: one model family, one checkpoint, two added columns.
+
+Audio branches read rows whose audio decoded; text branches read rows with a non-empty
+transcript. Other rows abstain (null label). A failure costs only the rows it touches:
+the batch is retried row by row and the reason lands in ``warnings``, so the other
+branches still vote on that row.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ray_ser.io.audio import from_bytes
+from ray_ser.labels import EMOTIONS
+from ray_ser.metrics import StageMetrics
+from ray_ser.stages.base import append_warning, error_reason, require_columns
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ray_ser.config import StorageConfig
+
+__all__ = ["BranchStage"]
+
+_INPUT_COLUMN = {"audio": "audio", "text": "transcript"}
+
+
+class BranchStage:
+    def __init__(self, name: str, family: str, checkpoint: str, device: str, storage: StorageConfig,
+                 cache_dir: str) -> None:
+        from ray_ser.io.storage import localize_directory
+        from ray_ser.registry import BRANCH_PREDICTORS
+
+        self.name = name
+        self.predictor = BRANCH_PREDICTORS.get(family)(localize_directory(checkpoint, storage, cache_dir), device)
+        self.input_column = _INPUT_COLUMN[self.predictor.input_kind]
+        self.requires = ("utterance_id", self.input_column)
+        self.adds = (f"{name}_label", f"{name}_probs")
+        self.metrics = StageMetrics(f"branch_{name}")
+
+    def _inputs(self, values: list) -> tuple[list[int], list]:
+        if self.input_column == "audio":
+            todo = [i for i, v in enumerate(values) if v]
+            return todo, [from_bytes(values[i]) for i in todo]
+        todo = [i for i, v in enumerate(values) if v and v.strip()]
+        return todo, [values[i] for i in todo]
+
+    def _predict(self, inputs: list) -> tuple[list, list]:
+        """Batch first; if the batch fails, per row, so one bad row costs only itself."""
+        try:
+            return list(self.predictor.predict_batch(inputs)), [None] * len(inputs)
+        except Exception:
+            probs, errors = [], []
+            for item in inputs:
+                try:
+                    probs.append(self.predictor.predict_batch([item])[0])
+                    errors.append(None)
+                except Exception as exc:
+                    probs.append(None)
+                    errors.append(error_reason(self.name, exc))
+            return probs, errors
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import pyarrow as pa
+
+        require_columns(f"branch {self.name}", batch, self.requires)
+        self.metrics.start()
+        n = batch.num_rows
+        todo, inputs = self._inputs(batch.column(self.input_column).to_pylist())
+        predicted, failures = self._predict(inputs) if inputs else ([], [])
+        labels, probs, warnings = [None] * n, [None] * n, [None] * n
+        for i, p, failure in zip(todo, predicted, failures):
+            if failure is not None:
+                warnings[i] = failure
+                continue
+            labels[i], probs[i] = EMOTIONS[int(p.argmax())], [float(x) for x in p]
+        self.metrics.finish(["ok" if w is None else "error" for w in (warnings[i] for i in todo)], 0.0)
+        batch = append_warning(batch, warnings)
+        return (batch.append_column(self.adds[0], pa.array(labels, pa.string()))
+                .append_column(self.adds[1], pa.array(probs, pa.list_(pa.float32()))))

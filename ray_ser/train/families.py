@@ -1,0 +1,83 @@
+"""What the generic training loop needs from each branch family: examples, a model, batches.
+
+A family turns manifest rows into (input, label, weight) examples, builds its model from
+a TrainConfig, and turns a list of inputs into the model's keyword arguments. The loop
+(train/loop.py) is the same for all of them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+from ray_ser.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
+    from ray_ser.config import StorageConfig, TrainConfig
+    from ray_ser.train.data import LabelledRow
+
+__all__ = ["Example", "TrainFamily", "TRAIN_FAMILIES"]
+
+
+@dataclass(frozen=True)
+class Example:
+    input: Any
+    label: int
+    weight: float = 1.0
+
+
+class TrainFamily(Protocol):
+    def examples(self, rows: Sequence[LabelledRow], storage: StorageConfig, train: TrainConfig,
+                 merge_duplicates: bool) -> list[Example]: ...
+
+    def build(self, train: TrainConfig) -> torch.nn.Module: ...
+
+    def inputs(self, model: torch.nn.Module, items: Sequence[Any]) -> dict[str, torch.Tensor]: ...
+
+
+class SpeechEncoderFamily:
+    def examples(self, rows, storage, train, merge_duplicates):
+        from ray_ser.train.data import load_audio
+
+        return [Example(audio, row.label) for audio, row in zip(load_audio(list(rows), storage), rows)]
+
+    def build(self, train):
+        from ray_ser.models.speech_encoder import SpeechEmotionModel, SpeechEncoderOptions
+
+        return SpeechEmotionModel.from_encoder(SpeechEncoderOptions(
+            encoder=train.base_model, finetune=train.finetune, lora_rank=train.lora_rank,
+            normalize=train.normalize_audio, max_seconds=train.max_seconds))
+
+    def inputs(self, model, items):
+        return model.prepare(items)
+
+
+class TextClassifierFamily:
+    def examples(self, rows, storage, train, merge_duplicates):
+        missing = [r.utterance_id for r in rows if not (r.text or "").strip()]
+        if missing:
+            raise ValueError(f"text branch: {len(missing)} rows have no {train.text_column!r}, e.g. {missing[:3]}")
+        if not merge_duplicates:
+            return [Example(r.text.strip(), r.label) for r in rows]
+        # Acted corpora repeat each sentence many times: merging identical (text, label) pairs
+        # with their count as weight gives the same expected gradient at a fraction of the steps.
+        counts = Counter((r.text.strip(), r.label) for r in rows)
+        return [Example(text, label, float(n)) for (text, label), n in sorted(counts.items())]
+
+    def build(self, train):
+        from ray_ser.models.text_classifier import TextClassifierOptions, TextEmotionModel
+
+        return TextEmotionModel.from_base(TextClassifierOptions(
+            model=train.base_model, finetune=train.finetune, lora_rank=train.lora_rank,
+            max_length=train.max_length, template=train.template))
+
+    def inputs(self, model, items):
+        return model.encode(items)
+
+
+TRAIN_FAMILIES: Registry[TrainFamily] = Registry("training family")
+TRAIN_FAMILIES.register("speech_encoder", SpeechEncoderFamily())
+TRAIN_FAMILIES.register("text_classifier", TextClassifierFamily())

@@ -1,0 +1,169 @@
+"""Ray Train fine-tuning of one branch: TorchTrainer, DDP over N workers, any branch family.
+
+Each epoch reports the training loss and validation macro-F1/UAR/accuracy; the
+checkpoint with the best validation macro-F1 is kept, on local or s3:// storage, and
+loads by path in the labeling job and in Serve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ray_ser.config import BranchConfig, LabelConfig, StorageConfig
+
+__all__ = ["TrainResult", "train_loop_per_worker", "fit_branch", "train_branch", "format_train_result"]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    branch: str
+    checkpoint: str            # the directory BranchConfig.checkpoint should name
+    best: dict                 # metrics of the kept epoch
+    history: list[dict]        # one entry per epoch
+    wall_seconds: float
+
+
+def _gather(values: list) -> list:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, values)
+    return [v for part in parts for v in part]
+
+
+def train_loop_per_worker(config: dict) -> None:
+    import os
+    import tempfile
+
+    import numpy as np
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from ray_ser.config import BranchConfig, StorageConfig
+    from ray_ser.evaluate import emotion_metrics
+    from ray_ser.labels import NUM_CLASSES
+    from ray_ser.train.data import read_labelled_manifest, split_rows
+    from ray_ser.train.families import TRAIN_FAMILIES
+    from ray_ser.train.losses import build_loss
+
+    branch = BranchConfig.model_validate(config["branch"])
+    storage = StorageConfig.model_validate(config["storage"])
+    train = branch.train
+    family = TRAIN_FAMILIES.get(branch.family)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.manual_seed(train.seed)
+
+    rows = read_labelled_manifest(config["manifest"], storage, train.label_column, train.corpus, train.text_column)
+    train_rows, val_rows = split_rows(rows, train.val_fraction)
+    counts = np.bincount([r.label for r in train_rows], minlength=NUM_CLASSES)
+    examples = family.examples(train_rows, storage, train, merge_duplicates=True)
+    shard = examples[rank::world]
+    val_shard = family.examples(val_rows[rank::world], storage, train, merge_duplicates=False)
+
+    model = family.build(train)
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
+    inner = model.module if hasattr(model, "module") else model
+    device = next(inner.parameters()).device
+    loss_fn = build_loss(train.loss, counts.tolist(), gamma=train.focal_gamma)
+    # Every worker runs the same number of steps, or DDP's all-reduce would wait forever.
+    steps = max(1, -(-len(examples) // (world * train.batch_size)))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=train.learning_rate, weight_decay=train.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=train.learning_rate,
+                                                   total_steps=steps * train.epochs, pct_start=0.2)
+    rng = np.random.default_rng(train.seed + rank)
+    history: list[dict] = []  # Train V2 keeps metrics only for kept checkpoints; the curve rides along
+
+    def to_device(batch: dict) -> dict:
+        return {k: v.to(device) for k, v in batch.items()}
+
+    for epoch in range(train.epochs):
+        model.train()
+        order = rng.permutation(len(shard))
+        losses = []
+        for step in range(steps):
+            chosen = [shard[order[(step * train.batch_size + k) % len(order)]] for k in range(train.batch_size)]
+            logits = model(**to_device(family.inputs(inner, [e.input for e in chosen])))
+            loss = loss_fn(logits, torch.tensor([e.label for e in chosen], device=device),
+                           torch.tensor([e.weight for e in chosen]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(float(loss))
+        model.eval()
+        preds: list[int] = []
+        with torch.inference_mode():
+            for i in range(0, len(val_shard), train.batch_size):
+                chunk = [e.input for e in val_shard[i:i + train.batch_size]]
+                preds += inner(**to_device(family.inputs(inner, chunk))).argmax(-1).tolist()
+        truth, preds = _gather([e.label for e in val_shard]), _gather(preds)
+        metrics = {"epoch": epoch, "train_loss": float(np.mean(_gather(losses))),
+                   **{f"val_{k}": v for k, v in emotion_metrics(truth, preds, NUM_CLASSES).items()}}
+        history.append(dict(metrics))
+        metrics["history"] = list(history)
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if rank == 0:
+                inner.save(os.path.join(tmp, "branch"))
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def fit_branch(name: str, branch: BranchConfig, manifest: str, output_uri: str,
+               storage: StorageConfig) -> TrainResult:
+    """Run the TorchTrainer for one branch (Ray must be initialised); return the best checkpoint."""
+    import time
+
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from ray_ser.io.storage import filesystem_for
+
+    if branch.train is None:
+        raise ValueError(f"branch {name!r} has no train section to fine-tune from")
+    started = time.perf_counter()
+    train = branch.train
+    fs, path = filesystem_for(output_uri, storage)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"branch": branch.model_dump(), "storage": storage.model_dump(), "manifest": manifest},
+        scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
+                                     resources_per_worker={"CPU": train.cpus_per_worker}),
+        run_config=RunConfig(
+            name=name, storage_path=path, storage_filesystem=fs,
+            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_macro_f1",
+                                               checkpoint_score_order="max"),
+        ),
+    )
+    result = trainer.fit()
+    best, metrics = result.best_checkpoints[0]
+    location = best.path if not output_uri.startswith("s3://") else f"s3://{best.path}"
+    return TrainResult(branch=name, checkpoint=f"{location}/branch",
+                       best={k: v for k, v in metrics.items() if k != "history"},
+                       history=result.metrics["history"], wall_seconds=time.perf_counter() - started)
+
+
+def train_branch(cfg: LabelConfig, name: str, manifest: str, output_uri: str) -> TrainResult:
+    """`ray-ser train`: fine-tune cfg.branches[name] on manifest, checkpoints under output_uri."""
+    from ray_ser.pipeline import ray_session
+
+    branch = cfg.branch(name)
+    with ray_session(cfg.ray):
+        return fit_branch(name, branch, manifest, output_uri, cfg.storage)
+
+
+def format_train_result(result: TrainResult) -> str:
+    lines = [f"branch {result.branch}: {len(result.history)} epochs in {result.wall_seconds:.0f} s"]
+    for h in result.history:
+        lines.append(f"  epoch {h['epoch']}: loss {h['train_loss']:.3f}  val macro-F1 {h['val_macro_f1']:.3f}  "
+                     f"UAR {h['val_uar']:.3f}  acc {h['val_accuracy']:.3f}")
+    lines.append(f"best (epoch {result.best['epoch']}): {result.checkpoint}")
+    lines.append(f"use it with: --set branches.{result.branch}.checkpoint={result.checkpoint}")
+    return "\n".join(lines)

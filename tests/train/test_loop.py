@@ -1,0 +1,42 @@
+"""Ray Train with 2 CPU workers on a real local Ray cluster (DDP over gloo), for each family."""
+
+import pytest
+
+from ray_ser.config import BranchConfig, StorageConfig
+from ray_ser.registry import BRANCH_PREDICTORS
+from ray_ser.train.loop import fit_branch
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def _branch(family, base_model, **train):
+    return BranchConfig.model_validate({"family": family, "train": {
+        "base_model": base_model, "epochs": 2, "batch_size": 4, "val_fraction": 0.3, "num_workers": 2, **train}})
+
+
+def test_speech_branch_two_workers_report_and_keep_the_best_checkpoint(tmp_path, corpus, corpus_rows):
+    import soundfile as sf
+
+    from ray_ser.models.speech_encoder import tiny_encoder_checkpoint
+
+    encoder = tiny_encoder_checkpoint("wavlm", tmp_path / "enc")
+    result = fit_branch("speech", _branch("speech_encoder", str(encoder), finetune="full"), str(corpus),
+                        str(tmp_path / "runs"), StorageConfig())
+    assert [h["epoch"] for h in result.history] == [0, 1]
+    assert all({"train_loss", "val_macro_f1", "val_uar", "val_accuracy"} <= set(h) for h in result.history)
+    assert result.best["val_macro_f1"] == max(h["val_macro_f1"] for h in result.history)
+    predictor = BRANCH_PREDICTORS.get("speech_encoder")(result.checkpoint, "cpu")
+    assert predictor.predict_batch([sf.read(corpus_rows[0]["path"], dtype="float32")[0]]).shape == (1, 8)
+
+
+def test_text_branch_with_lora_on_a_decoder_lm_checkpoints_to_s3(tmp_path, corpus, demo_config):
+    from ray_ser.io.storage import localize_directory
+    from ray_ser.models.text_classifier import tiny_decoder_checkpoint
+
+    decoder = tiny_decoder_checkpoint(tmp_path / "llm")
+    branch = _branch("text_classifier", str(decoder), finetune="lora", template="Text: {text}\nEmotion:")
+    result = fit_branch("text", branch, str(corpus), "s3://train-ckpt/runs", demo_config.storage)
+    assert result.checkpoint.startswith("s3://train-ckpt/runs/text/") and result.checkpoint.endswith("/branch")
+    local = localize_directory(result.checkpoint, demo_config.storage, tmp_path / "cache")
+    probs = BRANCH_PREDICTORS.get("text_classifier")(local, "cpu").predict_batch(["I am furious!", "Hello"])
+    assert probs.shape == (2, 8) and abs(probs.sum(axis=1) - 1).max() < 1e-5
