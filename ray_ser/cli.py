@@ -36,6 +36,16 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from ray_ser.config import load_config
+    from ray_ser.serve.app import run_server
+
+    cfg = load_config(args.config, args.set)
+    print(f"serving on http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix.rstrip('/')}/annotate")
+    run_server(cfg, blocking=True)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ray_ser.demo import DemoSizes, run_demo
 
@@ -59,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, helptext in (("label", _label, "label a corpus into Parquet"),
                                  ("train", _train, "fine-tune one branch with Ray Train"),
+                                 ("serve", _serve, "serve POST /annotate for single clips (Ray Serve)"),
                                  ("demo", _demo, "synthesize, label from an embedded S3, summarise")):
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("--config", default="demo", help="profile name (configs/NAME.yaml) or YAML path")

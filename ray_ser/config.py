@@ -24,6 +24,7 @@ __all__ = [
     "TrainConfig",
     "BranchConfig",
     "VoteConfig",
+    "ServeConfig",
     "LabelConfig",
     "load_config",
     "profile_path",
@@ -197,6 +198,21 @@ class VoteConfig(_Frozen):
         (), description="Branch names in tie-break order, after mean probability (first wins).")
 
 
+class ServeConfig(_Frozen):
+    """The Ray Serve endpoint for single clips (`ray-ser serve`)."""
+
+    host: str = Field("127.0.0.1", description="Address the HTTP proxy binds.")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
+    route_prefix: str = Field("/", description="URL prefix of the application.")
+    num_replicas: int = Field(1, ge=1, description="Replicas of the endpoint (each holds ASR + all branches).")
+    num_cpus: float = Field(1.0, ge=0, description="Logical CPUs per replica.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica.")
+    max_ongoing_requests: int = Field(4, ge=1, description="Concurrent requests per replica before queueing.")
+    max_clip_seconds: float = Field(60.0, gt=0, description="Longer clips get 413; long audio belongs "
+                                    "in the labeling job.")
+    max_body_mb: float = Field(20.0, gt=0, description="Larger request bodies get 413.")
+
+
 class LabelConfig(_Frozen):
     """The labeling job: input -> decode -> ASR -> (branches, vote) -> Parquet."""
 
@@ -209,6 +225,7 @@ class LabelConfig(_Frozen):
         default_factory=dict, description="Voting branches by name, in plan order; each adds "
         "<name>_label and <name>_probs. Empty: an ASR-only run.")
     vote: VoteConfig = Field(default_factory=VoteConfig, description="The vote across branches.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="The single-clip HTTP endpoint.")
     cache_dir: str | None = Field(
         None, description="Where offline weights are assembled; None: $RAY_SER_CACHE or ~/.cache/ray_ser."
     )
@@ -224,7 +241,7 @@ class LabelConfig(_Frozen):
             if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in reserved:
                 raise ValueError(f"branch name {name!r} must be lower_snake_case and not a column name")
         unknown = [n for n in self.vote.priority if n not in self.branches]
-        if unknown:
+        if unknown and self.branches:  # an ASR-only run (branches={}) keeps the profile's priority
             raise ValueError(f"vote.priority names unknown branches {unknown}")
         return self
 

@@ -82,8 +82,9 @@ def ray_cluster(tmp_path_factory, s3_endpoint):
 def demo_config(cache_dir, s3_endpoint):
     from ray_ser.config import load_config
 
+    """The demo profile as an ASR-only run (its branches need trained checkpoints)."""
     return load_config("demo", ["ray.progress_bars=false", f"cache_dir={cache_dir}",
-                                f"storage.s3_endpoint_url={s3_endpoint}"])
+                                f"storage.s3_endpoint_url={s3_endpoint}", "branches={}"])
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +92,34 @@ def whisper_model(cache_dir):
     from ray_ser.models.whisper_ct2 import WhisperCT2, WhisperOptions
 
     return WhisperCT2.load(WhisperOptions(cpu_threads=2), cache_dir)
+
+
+@pytest.fixture(scope="session")
+def branch_checkpoints(tmp_path_factory) -> dict[str, str]:
+    """Untrained but real branch checkpoints (tiny random Whisper encoder, tiny random Llama),
+    saved and later loaded through the production code path."""
+    from ray_ser.models.speech_encoder import SpeechEmotionModel, SpeechEncoderOptions, tiny_encoder_checkpoint
+    from ray_ser.models.text_classifier import TextClassifierOptions, TextEmotionModel, tiny_decoder_checkpoint
+
+    root = tmp_path_factory.mktemp("branches")
+    encoder = tiny_encoder_checkpoint("whisper", root / "whisper-base")
+    SpeechEmotionModel.from_encoder(SpeechEncoderOptions(encoder=str(encoder))).save(root / "speech")
+    decoder = tiny_decoder_checkpoint(root / "llama-base")
+    TextEmotionModel.from_base(TextClassifierOptions(model=str(decoder))).save(root / "text")
+    return {"speech": str(root / "speech"), "text": str(root / "text")}
+
+
+@pytest.fixture(scope="session")
+def branch_config(demo_config, branch_checkpoints):
+    """The demo profile with two branches (speech, text) on the tiny checkpoints."""
+    from ray_ser.config import LabelConfig
+
+    tree = demo_config.model_dump()
+    tree["branches"] = {
+        "speech": {"family": "speech_encoder", "checkpoint": branch_checkpoints["speech"],
+                   "resources": {"num_cpus": 0.5, "batch_size": 8}},
+        "text": {"family": "text_classifier", "checkpoint": branch_checkpoints["text"], "weight": 0.5,
+                 "resources": {"num_cpus": 0.5, "batch_size": 8}},
+    }
+    tree["vote"] = {"priority": ["speech", "text"]}
+    return LabelConfig.model_validate(tree)

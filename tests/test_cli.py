@@ -37,7 +37,7 @@ def _ray_temp_cleanup():
 def _label_cmd(manifest, out, cache_dir, tmp_path, *extra):
     return [*RAY_SER, "label", "--config", "configs/demo.yaml", "--input", str(manifest), "--output", str(out),
             "--set", f"cache_dir={cache_dir}", "--set", f"ray.temp_dir=/tmp/rsc{os.getpid()}",
-            "--set", "ray.progress_bars=false", *extra]
+            "--set", "ray.progress_bars=false", "--set", "branches={}", *extra]
 
 
 def test_label_command_writes_one_row_per_input_row(tmp_path, corpus_rows, cache_dir):
@@ -56,9 +56,15 @@ def test_bad_config_exits_2_naming_the_field(tmp_path):
     assert run.returncode == 2 and "asr.resources.batch_size" in run.stderr
 
 
-def test_missing_manifest_exits_2(tmp_path):
-    run = subprocess.run([*RAY_SER, "label", "--input", str(tmp_path / "none.csv"), "--output", str(tmp_path)],
+def test_label_without_trained_checkpoints_exits_2_saying_how_to_fix_it(tmp_path):
+    run = subprocess.run([*RAY_SER, "label", "--input", "x.csv", "--output", str(tmp_path)],
                          capture_output=True, text=True)
+    assert run.returncode == 2 and "no checkpoint" in run.stderr and "ray-ser train" in run.stderr
+
+
+def test_missing_manifest_exits_2(tmp_path):
+    run = subprocess.run([*RAY_SER, "label", "--input", str(tmp_path / "none.csv"), "--output", str(tmp_path),
+                          "--set", "branches={}"], capture_output=True, text=True)
     assert run.returncode == 2 and "manifest not found" in run.stderr
 
 

@@ -75,6 +75,24 @@ def test_s3_to_s3_every_row_accounted_for(tmp_path, corpus_rows, demo_config, s3
     assert summary.rows_ok == len(texts) and summary.audio_seconds > 10
 
 
+def test_branches_and_vote_on_every_decodable_row(tmp_path, corpus_rows, branch_config):
+    from ray_ser.labels import EMOTIONS
+
+    manifest, texts = _mixed_corpus(tmp_path / "mixed", corpus_rows, with_long=False)
+    summary = run_label_job(branch_config, str(manifest), str(tmp_path / "out"))
+    table = read_output(str(tmp_path / "out"), branch_config.storage)
+    assert table.schema.equals(output_schema(("speech", "text")))
+    _check_exactly_once(table, list(texts) + ["truncated", "text", "empty", "missing", "badslice"])
+    assert summary.rows_written == table.num_rows and summary.rows_ok == len(texts)
+    for row in table.to_pylist():
+        if row["utterance_id"] in texts:
+            assert row["status"] == "ok" and row["label"] in EMOTIONS and row["speech_label"] in EMOTIONS
+            assert abs(sum(row["speech_probs"]) - 1) < 1e-4 and len(row["text_probs"]) == len(EMOTIONS)
+            assert row["agreement"] in (0.5, 1.0) and 0 < row["confidence"] <= 1
+        else:
+            assert row["status"] == "error" and row["label"] is None and row["error"].startswith("decode: ")
+
+
 def test_resume_after_interruption_no_duplicates_nothing_lost(tmp_path, corpus_rows, demo_config):
     manifest, texts = _mixed_corpus(tmp_path / "mixed", corpus_rows, with_long=True)
     cfg = demo_config.model_copy(update={"sink": demo_config.sink.model_copy(update={"rows_per_file": 2})})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ray_ser.io.audio import from_bytes
+from ray_ser.io.audio import TARGET_SAMPLE_RATE, from_bytes
 from ray_ser.labels import EMOTIONS
 from ray_ser.metrics import StageMetrics
 from ray_ser.stages.base import append_warning, error_reason, require_columns
@@ -33,17 +33,27 @@ class BranchStage:
 
         self.name = name
         self.predictor = BRANCH_PREDICTORS.get(family)(localize_directory(checkpoint, storage, cache_dir), device)
-        self.input_column = _INPUT_COLUMN[self.predictor.input_kind]
+        self.input_kind = self.predictor.input_kind
+        self.input_column = _INPUT_COLUMN[self.input_kind]
         self.requires = ("utterance_id", self.input_column)
         self.adds = (f"{name}_label", f"{name}_probs")
         self.metrics = StageMetrics(f"branch_{name}")
 
-    def _inputs(self, values: list) -> tuple[list[int], list]:
-        if self.input_column == "audio":
-            todo = [i for i, v in enumerate(values) if v]
-            return todo, [from_bytes(values[i]) for i in todo]
-        todo = [i for i, v in enumerate(values) if v and v.strip()]
-        return todo, [values[i] for i in todo]
+    def _inputs(self, values: list) -> tuple[list[int], list, dict[int, str]]:
+        """Rows to predict, their inputs, and rows whose input could not even be read."""
+        if self.input_kind == "text":
+            todo = [i for i, v in enumerate(values) if v and v.strip()]
+            return todo, [values[i] for i in todo], {}
+        todo, inputs, unreadable = [], [], {}
+        for i, value in enumerate(values):
+            if not value:
+                continue
+            try:
+                inputs.append(from_bytes(value))
+                todo.append(i)
+            except Exception as exc:
+                unreadable[i] = error_reason(self.name, exc)
+        return todo, inputs, unreadable
 
     def _predict(self, inputs: list) -> tuple[list, list]:
         """Batch first; if the batch fails, per row, so one bad row costs only itself."""
@@ -66,15 +76,19 @@ class BranchStage:
         require_columns(f"branch {self.name}", batch, self.requires)
         self.metrics.start()
         n = batch.num_rows
-        todo, inputs = self._inputs(batch.column(self.input_column).to_pylist())
+        todo, inputs, unreadable = self._inputs(batch.column(self.input_column).to_pylist())
         predicted, failures = self._predict(inputs) if inputs else ([], [])
         labels, probs, warnings = [None] * n, [None] * n, [None] * n
+        for i, reason in unreadable.items():
+            warnings[i] = reason
         for i, p, failure in zip(todo, predicted, failures):
             if failure is not None:
                 warnings[i] = failure
                 continue
             labels[i], probs[i] = EMOTIONS[int(p.argmax())], [float(x) for x in p]
-        self.metrics.finish(["ok" if w is None else "error" for w in (warnings[i] for i in todo)], 0.0)
+        attempted = sorted(set(todo) | set(unreadable))
+        seconds = sum(x.size for x in inputs) / TARGET_SAMPLE_RATE if self.input_kind == "audio" else 0.0
+        self.metrics.finish(["ok" if labels[i] is not None else "error" for i in attempted], seconds)
         batch = append_warning(batch, warnings)
         return (batch.append_column(self.adds[0], pa.array(labels, pa.string()))
                 .append_column(self.adds[1], pa.array(probs, pa.list_(pa.float32()))))

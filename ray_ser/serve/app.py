@@ -1,0 +1,99 @@
+"""The HTTP endpoint: Ray Serve deployment around ``ClipAnnotator``.
+
+    POST {prefix}annotate   body: an audio file (any Content-Type but JSON), or JSON
+                            {"audio_base64": "...", "transcript": "optional"}
+    GET  {prefix}health     {"status": "ok", "branches": [...]}
+
+Every client mistake is a 4xx with a JSON body {"error": reason}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from typing import TYPE_CHECKING
+
+from ray_ser.serve.annotator import BadRequest
+
+if TYPE_CHECKING:
+    from ray_ser.config import LabelConfig
+
+__all__ = ["EmotionEndpoint", "build_app", "run_server"]
+
+
+class EmotionEndpoint:
+    def __init__(self, config: dict) -> None:
+        from ray_ser.config import LabelConfig
+        from ray_ser.serve.annotator import ClipAnnotator
+
+        self.cfg = LabelConfig.model_validate(config)
+        self.annotator = ClipAnnotator.load(self.cfg)
+        self.max_body = int(self.cfg.serve.max_body_mb * 1024 * 1024)
+
+    async def _parse(self, request) -> tuple[bytes, str | None]:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body:
+            raise BadRequest(413, f"body is {int(declared)} bytes; the limit is {self.max_body}")
+        body = await request.body()
+        if len(body) > self.max_body:
+            raise BadRequest(413, f"body is {len(body)} bytes; the limit is {self.max_body}")
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return body, None
+        try:
+            payload = json.loads(body)
+        except ValueError as exc:
+            raise BadRequest(400, f"body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("audio_base64"), str):
+            raise BadRequest(400, 'JSON body needs a string field "audio_base64"')
+        transcript = payload.get("transcript")
+        if transcript is not None and not isinstance(transcript, str):
+            raise BadRequest(400, '"transcript" must be a string when given')
+        try:
+            return base64.b64decode(payload["audio_base64"], validate=True), transcript
+        except (binascii.Error, ValueError) as exc:
+            raise BadRequest(400, f'"audio_base64" is not valid base64: {exc}') from None
+
+    async def __call__(self, request):
+        from starlette.responses import JSONResponse
+
+        route = request.url.path[len(self.cfg.serve.route_prefix.rstrip("/")):].strip("/")
+        try:
+            if route == "health":
+                if request.method != "GET":
+                    raise BadRequest(405, "use GET for /health")
+                return JSONResponse({"status": "ok", "branches": list(self.cfg.branches)})
+            if route != "annotate":
+                raise BadRequest(404, f"no route /{route}; use POST /annotate or GET /health")
+            if request.method != "POST":
+                raise BadRequest(405, "use POST for /annotate")
+            audio, transcript = await self._parse(request)
+            result = await asyncio.to_thread(self.annotator.annotate, audio, transcript)
+            return JSONResponse(result)
+        except BadRequest as exc:
+            return JSONResponse({"error": exc.reason}, status_code=exc.status)
+
+
+def build_app(cfg: LabelConfig):
+    """The Serve application, with replica resources from cfg.serve (the one place they are set)."""
+    from ray import serve
+
+    s = cfg.serve
+    deployment = serve.deployment(EmotionEndpoint, name="ray_ser").options(
+        num_replicas=s.num_replicas, max_ongoing_requests=s.max_ongoing_requests,
+        ray_actor_options={"num_cpus": s.num_cpus, "num_gpus": s.num_gpus})
+    return deployment.bind(cfg.model_dump())
+
+
+def run_server(cfg: LabelConfig, blocking: bool = True):
+    """`ray-ser serve`: start Serve on cfg.serve.host:port and deploy the endpoint."""
+    from ray import serve
+
+    from ray_ser.pipeline import ray_session
+
+    cfg.require_checkpoints()
+    with ray_session(cfg.ray):
+        serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
+        handle = serve.run(build_app(cfg), name="ray_ser", route_prefix=cfg.serve.route_prefix, blocking=blocking)
+        return handle
