@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ray_ser.io.audio import TARGET_SAMPLE_RATE, from_bytes
 from ray_ser.metrics import StageMetrics
 from ray_ser.schema import STATUS_ERROR, STATUS_OK
-from ray_ser.stages.base import error_reason, require_columns
+from ray_ser.stages.base import predict_isolating_failures, require_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -28,21 +28,6 @@ class AsrStage:
         self.model = ASR_ENGINES.get(asr.engine)(asr, Path(cache_dir))
         self.metrics = StageMetrics("asr")
 
-    def _recognise(self, audios):
-        """Batch first; if the batch fails, per clip, so one bad clip costs only itself."""
-        try:
-            return list(self.model.predict_batch(audios)), [None] * len(audios)
-        except Exception:
-            results, errors = [], []
-            for audio in audios:
-                try:
-                    results.append(self.model.predict_batch([audio])[0])
-                    errors.append(None)
-                except Exception as exc:
-                    results.append(None)
-                    errors.append(error_reason("asr", exc))
-            return results, errors
-
     def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
@@ -53,7 +38,8 @@ class AsrStage:
         status = batch.column("status").to_pylist()
         errors = batch.column("error").to_pylist()
         todo = [i for i in range(n) if status[i] == STATUS_OK and audio[i]]
-        results, failures = self._recognise([from_bytes(audio[i]) for i in todo])
+        results, failures = predict_isolating_failures("asr", self.model.predict_batch,
+                                                       [from_bytes(audio[i]) for i in todo])
 
         text, lang, logprob, no_speech = [None] * n, [None] * n, [None] * n, [None] * n
         for i, result, failure in zip(todo, results, failures):

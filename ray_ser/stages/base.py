@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["StageContractError", "require_columns", "error_reason", "append_warning"]
+__all__ = ["StageContractError", "require_columns", "error_reason", "append_warning", "predict_isolating_failures"]
 
 
 class StageContractError(RuntimeError):
@@ -40,3 +40,22 @@ def append_warning(batch: pa.Table, new: list[str | None]) -> pa.Table:
         merged = ["; ".join(w for w in (a, b) if w) or None for a, b in zip(old, new)]
         return batch.set_column(batch.schema.get_field_index("warnings"), "warnings", pa.array(merged, pa.string()))
     return batch.append_column("warnings", pa.array(new, pa.string()))
+
+
+def predict_isolating_failures(stage: str, predict_batch, items: list) -> tuple[list, list[str | None]]:
+    """One batched call; if it raises, one call per item, so a bad item costs only itself.
+
+    Returns (results, errors): errors[i] is None where results[i] is valid.
+    """
+    try:
+        return list(predict_batch(items)), [None] * len(items)
+    except Exception:
+        results, errors = [], []
+        for item in items:
+            try:
+                results.append(predict_batch([item])[0])
+                errors.append(None)
+            except Exception as exc:
+                results.append(None)
+                errors.append(error_reason(stage, exc))
+        return results, errors

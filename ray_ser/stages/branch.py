@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ray_ser.io.audio import TARGET_SAMPLE_RATE, from_bytes
 from ray_ser.labels import EMOTIONS
 from ray_ser.metrics import StageMetrics
-from ray_ser.stages.base import append_warning, error_reason, require_columns
+from ray_ser.stages.base import append_warning, error_reason, predict_isolating_failures, require_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -55,21 +55,6 @@ class BranchStage:
                 unreadable[i] = error_reason(self.name, exc)
         return todo, inputs, unreadable
 
-    def _predict(self, inputs: list) -> tuple[list, list]:
-        """Batch first; if the batch fails, per row, so one bad row costs only itself."""
-        try:
-            return list(self.predictor.predict_batch(inputs)), [None] * len(inputs)
-        except Exception:
-            probs, errors = [], []
-            for item in inputs:
-                try:
-                    probs.append(self.predictor.predict_batch([item])[0])
-                    errors.append(None)
-                except Exception as exc:
-                    probs.append(None)
-                    errors.append(error_reason(self.name, exc))
-            return probs, errors
-
     def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
@@ -77,7 +62,8 @@ class BranchStage:
         self.metrics.start()
         n = batch.num_rows
         todo, inputs, unreadable = self._inputs(batch.column(self.input_column).to_pylist())
-        predicted, failures = self._predict(inputs) if inputs else ([], [])
+        predicted, failures = (predict_isolating_failures(self.name, self.predictor.predict_batch, inputs)
+                               if inputs else ([], []))
         labels, probs, warnings = [None] * n, [None] * n, [None] * n
         for i, reason in unreadable.items():
             warnings[i] = reason

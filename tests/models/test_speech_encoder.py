@@ -7,7 +7,7 @@ from ray_ser.models.speech_encoder import (SpeechEmotionModel, SpeechEncoderOpti
                                            collate_waveforms, tiny_encoder_checkpoint)
 
 
-@pytest.mark.parametrize("family", ["wavlm", "hubert", "wav2vec2"])
+@pytest.mark.parametrize("family", ["wavlm", "hubert", "wav2vec2", "whisper"])
 def test_families_load_through_automodel_and_predict_distributions(tmp_path, family, corpus_rows):
     encoder_dir = tiny_encoder_checkpoint(family, tmp_path / family)
     model = SpeechEmotionModel.from_encoder(SpeechEncoderOptions(encoder=str(encoder_dir)))
@@ -59,3 +59,23 @@ def test_lora_checkpoint_roundtrip(tmp_path, corpus_rows):
 def test_collate_masks_and_normalises():
     waves, mask = collate_waveforms([np.ones(1000, np.float32) * 3, np.arange(500, dtype=np.float32)])
     assert waves.shape == (2, 1000) and mask[1].sum() == 500 and waves[1, 500:].abs().sum() == 0
+
+
+def test_whisper_encoder_reads_log_mel_and_round_trips_through_a_checkpoint(tmp_path, corpus_rows):
+    encoder_dir = tiny_encoder_checkpoint("whisper", tmp_path / "whisper")
+    model = SpeechEmotionModel.from_encoder(SpeechEncoderOptions(str(encoder_dir), "full")).eval()
+    audios = [sf.read(r["path"], dtype="float32")[0] for r in corpus_rows[:2]]
+    inputs = model.prepare(audios)
+    assert inputs["inputs"].shape[:2] == (2, 80) and inputs["mask"].shape == (2, inputs["inputs"].shape[2] // 2)
+    model.save(tmp_path / "ckpt")
+    with torch.inference_mode():
+        before = torch.softmax(model(**inputs), -1).numpy()
+    after = SpeechEncoderPredictor.load(tmp_path / "ckpt").predict_batch(audios)
+    assert np.allclose(before, after, atol=1e-6)
+
+
+def test_tiny_random_alias_builds_once_in_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_SER_CACHE", str(tmp_path))
+    model = SpeechEmotionModel.from_encoder(SpeechEncoderOptions("tiny-random:hubert"))
+    assert (tmp_path / "tiny-random" / "hubert" / "config.json").exists()
+    assert model.encoder.config.model_type == "hubert"

@@ -1,0 +1,13 @@
+"""`ray job submit` entrypoint for fine-tuning one branch with Ray Train.
+
+    ray job submit --runtime-env jobs/runtime_env.yaml --working-dir . -- \
+        python jobs/train.py --config production --branch speech \
+            --manifest s3://corpus/train.parquet --out s3://checkpoints/
+"""
+
+import sys
+
+from ray_ser.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import torch
+
+from ray_ser.models.text_classifier import (TextClassifierOptions, TextClassifierPredictor, TextEmotionModel,
+                                            resolve_text_model, tiny_decoder_checkpoint)
+
+TEXTS = ["I am so angry with you!", "The bus stops in front of the post office.", ""]
+
+
+@pytest.fixture(scope="module")
+def decoder_dir(tmp_path_factory):
+    return tiny_decoder_checkpoint(tmp_path_factory.mktemp("llama"))
+
+
+def test_lora_on_a_decoder_trains_only_adapters_and_the_head(decoder_dir):
+    model = TextEmotionModel.from_base(TextClassifierOptions(str(decoder_dir), "lora", lora_rank=4))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or "score" in n for n in trainable)
+
+
+def test_checkpoint_round_trip_merges_lora_and_predicts_identically(decoder_dir, tmp_path):
+    model = TextEmotionModel.from_base(TextClassifierOptions(str(decoder_dir), "lora", template="T: {text}"))
+    with torch.no_grad():  # move the adapters off their zero init so merging matters
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    before = TextClassifierPredictor(model).predict_batch(TEXTS)
+    model.save(tmp_path / "ckpt")
+    after = TextClassifierPredictor.load(tmp_path / "ckpt").predict_batch(TEXTS)
+    assert after.shape == (3, 8) and np.allclose(before, after, atol=1e-5)
+    assert np.allclose(after.sum(axis=1), 1, atol=1e-5)
+
+
+def test_minilm_offline_and_unknown_finetune_mode(tmp_path):
+    path, gguf = resolve_text_model("offline:minilm")
+    assert gguf is None and path.endswith("model")
+    model = TextEmotionModel.from_base(TextClassifierOptions("offline:minilm", "head"))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("classifier" in n for n in trainable)
+    with pytest.raises(ValueError, match="unknown finetune mode"):
+        TextEmotionModel.from_base(TextClassifierOptions("offline:minilm", "prefix"))
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_loads_dequantized_trains_and_saves(tmp_path):
+    model = TextEmotionModel.from_base(TextClassifierOptions("offline:smollm2", "lora"))
+    loss = model(**model.encode(TEXTS[:2])).logsumexp(-1).sum()
+    loss.backward()
+    model.save(tmp_path / "ckpt")
+    assert TextClassifierPredictor.load(tmp_path / "ckpt").predict_batch(TEXTS[:1]).shape == (1, 8)
