@@ -30,7 +30,7 @@ def main() -> None:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ray_ser_bench_"))
     manifest = synthesize_corpus(work / "corpus", n=args.n, seed=123)
-    cfg = load_config(args.config, ["ray.progress_bars=false"])
+    cfg = load_config(args.config, ["ray.progress_bars=false", "branches={}"])  # ASR throughput only
     audios = [sf.read(p, dtype="float32")[0] for p in sorted((work / "corpus" / "wav").glob("*.wav"))]
     total = sum(a.size for a in audios) / 16000
     print(f"corpus: {len(audios)} clips, {total:.1f} audio-s, mean {total / len(audios):.2f} s")
