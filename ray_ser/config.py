@@ -250,6 +250,10 @@ class LabelConfig(_Frozen):
             raise ConfigError(f"no branch {name!r}; configured: {sorted(self.branches)}")
         return self.branches[name]
 
+    def vote_weights(self) -> dict[str, float]:
+        """Branch name -> vote weight, as the job's vote stage and Serve both apply it."""
+        return {name: b.weight for name, b in self.branches.items()}
+
     def require_checkpoints(self) -> None:
         """Labeling needs every configured branch trained; say which are not, and how to fix it."""
         missing = [name for name, b in self.branches.items() if not b.checkpoint]

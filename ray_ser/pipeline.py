@@ -130,7 +130,7 @@ def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id
     if names:
         ds = ds.map_batches(
             vote_batch, batch_format="pyarrow", num_cpus=cfg.sink.num_cpus,
-            fn_kwargs={"branches": names, "weights": {n: b.weight for n, b in cfg.branches.items()},
+            fn_kwargs={"branches": names, "weights": cfg.vote_weights(),
                        "priority": cfg.vote.priority},
         )
     return ds.map_batches(

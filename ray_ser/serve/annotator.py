@@ -88,7 +88,6 @@ class ClipAnnotator:
             label = EMOTIONS[int(probs.argmax())]
             votes[name] = BranchVote(label, [float(p) for p in probs])
             branches[name] = {"label": label, "probs": dict(zip(EMOTIONS, map(float, probs)))}
-        weights = {n: b.weight for n, b in self.cfg.branches.items()}
-        result = majority_vote(votes, weights, self.cfg.vote.priority)
+        result = majority_vote(votes, self.cfg.vote_weights(), self.cfg.vote.priority)
         return {"label": result.label, "confidence": result.confidence, "agreement": result.agreement,
                 "transcript": transcript, "duration": seconds, "branches": branches, "warnings": warnings}
