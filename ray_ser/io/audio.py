@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-__all__ = ["TARGET_SAMPLE_RATE", "AudioDecodeError", "decode_audio", "slice_seconds", "to_bytes", "from_bytes"]
+__all__ = ["TARGET_SAMPLE_RATE", "AudioDecodeError", "decode_audio", "slice_seconds", "to_bytes", "from_bytes", "to_wav_bytes"]
 
 TARGET_SAMPLE_RATE = 16_000
 
@@ -88,3 +88,14 @@ def to_bytes(samples: np.ndarray) -> bytes:
 
 def from_bytes(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4")
+
+
+def to_wav_bytes(samples: np.ndarray) -> bytes:
+    """16 kHz mono float32 samples as a 16-bit PCM WAV file (what HTTP clients send)."""
+    import io
+
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.asarray(samples, dtype=np.float32), TARGET_SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ray_ser.labels import NUM_CLASSES
+from ray_ser.models.weights import TINY_PREFIX, build_once
 
 __all__ = ["SpeechEncoderOptions", "AttentiveStatsPooling", "SpeechEmotionModel", "SpeechEncoderPredictor",
            "collate_waveforms", "tiny_encoder_checkpoint"]
@@ -139,8 +140,13 @@ class SpeechEmotionModel(nn.Module):
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        encoder = self.encoder.merge_and_unload() if self.options.finetune == "lora" else self.encoder
-        encoder.save_pretrained(directory / "encoder")
+        if self.options.finetune == "lora":
+            from ray_ser.models.lora import merged_state_dict
+
+            self.encoder.get_base_model().save_pretrained(directory / "encoder",
+                                                          state_dict=merged_state_dict(self.encoder))
+        else:
+            self.encoder.save_pretrained(directory / "encoder")
         torch.save(self.head_state(), directory / "head.pt")
         (directory / "branch.json").write_text(json.dumps({"family": "speech_encoder", **asdict(self.options)}))
 
@@ -169,35 +175,14 @@ def _load_encoder(path: str) -> nn.Module:
     from transformers import AutoConfig, AutoModel
 
     if path.startswith(TINY_PREFIX):
-        path = str(_cached_tiny_encoder(path[len(TINY_PREFIX):]))
+        family = path[len(TINY_PREFIX):]
+        path = str(build_once(f"tiny-random/{family}", lambda d: tiny_encoder_checkpoint(family, d)))
     config = AutoConfig.from_pretrained(path)
     if config.model_type == "whisper" and "WhisperEncoder" in (config.architectures or []):
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
         return WhisperEncoder.from_pretrained(path)
     return AutoModel.from_pretrained(path)
-
-
-TINY_PREFIX = "tiny-random:"
-
-
-def _cached_tiny_encoder(family: str) -> Path:
-    import os
-    import shutil
-    import tempfile
-
-    from ray_ser.config import default_cache_dir
-
-    target = default_cache_dir() / "tiny-random" / family
-    if not (target / "config.json").exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{family}-"))
-        tiny_encoder_checkpoint(family, staging)
-        try:
-            os.rename(staging, target)
-        except OSError:  # a concurrent worker built the same (seeded, identical) weights first
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def collate_waveforms(audios: Sequence[np.ndarray], max_seconds: float = 8.0,

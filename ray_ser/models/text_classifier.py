@@ -121,8 +121,12 @@ class TextEmotionModel(nn.Module):
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        model = self.model.merge_and_unload() if self.options.finetune == "lora" else self.model
-        model.save_pretrained(directory / "model")
+        if self.options.finetune == "lora":
+            from ray_ser.models.lora import merged_state_dict
+
+            self.model.get_base_model().save_pretrained(directory / "model", state_dict=merged_state_dict(self.model))
+        else:
+            self.model.save_pretrained(directory / "model")
         self.tokenizer.save_pretrained(directory / "model")
         (directory / "branch.json").write_text(json.dumps({"family": "text_classifier", **asdict(self.options)}))
 

