@@ -134,7 +134,7 @@ BranchFamily = Literal["speech_encoder", "text_classifier", "speech_llm"]
 _FINETUNE_MODES: dict[str, tuple[str, ...]] = {
     "speech_encoder": ("frozen", "full", "lora"),
     "text_classifier": ("lora", "full", "head"),
-    "speech_llm": ("lora", "lora_audio"),
+    "speech_llm": ("lora", "lora_audio", "full"),
 }
 
 
@@ -147,7 +147,7 @@ class TrainConfig(_Frozen):
     finetune: str = Field(
         "lora", description="speech_encoder: frozen | full | lora. text_classifier: lora | full | head. "
         "speech_llm: lora (LoRA on the LM, projector trained, audio tower frozen: SELM) | lora_audio (the "
-        "audio tower trained too, for an encoder that starts random).")
+        "audio tower trained too, for an encoder that starts random) | full (everything, for a random LM).")
     lora_rank: int = Field(8, ge=1, description="LoRA rank when finetune=lora (alpha = 2 * rank).")
     loss: Literal["ce", "weighted_ce", "focal", "weighted_focal"] = Field(
         "weighted_ce", description="Loss against class imbalance; weights come from the training prior.")
@@ -208,6 +208,8 @@ class FewShotConfig(_Frozen):
     label_column: str = Field("emotion", description="Manifest column holding the label.")
     corpus: str | None = Field(None, description="Label mapping of the manifest's corpus; None: 8 classes.")
     text_column: str = Field("text", description="Manifest column with the transcript shown in the example.")
+    epochs: int = Field(6, ge=1, description="`ray-ser adapt`: LoRA passes over the k examples.")
+    learning_rate: float = Field(5e-4, gt=0, description="`ray-ser adapt`: peak learning rate.")
 
 
 class BranchConfig(_Frozen):
@@ -232,6 +234,15 @@ class BranchConfig(_Frozen):
     def _finetune_fits_family(self) -> BranchConfig:
         if self.family != "speech_llm" and (self.llm is not None or self.few_shot is not None):
             raise ValueError(f"llm and few_shot apply to speech_llm branches, not {self.family}")
+        if self.device == "cpu" and self.resources.num_gpus > 0:
+            raise ValueError(f"device is cpu but resources.num_gpus={self.resources.num_gpus}: a CPU branch "
+                             "must not hold GPUs")
+        llm = self.llm_settings()
+        if self.family == "speech_llm" and llm.engine == "vllm" and self.device == "cuda" \
+                and self.resources.num_gpus != llm.tensor_parallel_size:
+            raise ValueError(f"a vLLM engine spans llm.tensor_parallel_size={llm.tensor_parallel_size} GPUs, so "
+                             f"its actor needs resources.num_gpus={llm.tensor_parallel_size} "
+                             f"(got {self.resources.num_gpus})")
         if self.train is not None and self.train.finetune not in _FINETUNE_MODES[self.family]:
             raise ValueError(f"train.finetune={self.train.finetune!r} is not valid for {self.family}; "
                              f"expected one of {_FINETUNE_MODES[self.family]}")

@@ -121,8 +121,7 @@ def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id
     for name, branch in cfg.branches.items():
         ds = ds.map_batches(
             BranchStage, batch_format="pyarrow",
-            fn_constructor_kwargs={"name": name, "family": branch.family, "checkpoint": branch.checkpoint,
-                                   "device": branch.device, "storage": cfg.storage,
+            fn_constructor_kwargs={"name": name, "branch": branch, "storage": cfg.storage,
                                    "cache_dir": str(cfg.resolved_cache_dir())},
             **_actor_args(branch.resources),
         )
@@ -148,9 +147,10 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
     started = time.perf_counter()
     cfg.require_checkpoints()
     if not cfg.asr.enabled:
-        text = [n for n, b in cfg.branches.items() if b.family == "text_classifier"]
+        text = [n for n, b in cfg.branches.items()
+                if b.family == "text_classifier" or (b.family == "speech_llm" and b.llm_settings().use_transcript)]
         if text:
-            raise ConfigError(f"text branches {text} read transcripts; they need asr.enabled=true")
+            raise ConfigError(f"branches {text} read transcripts; they need asr.enabled=true")
     run_id = run_id or new_run_id()
     input_set = read_inputs(input_uri, cfg.storage)
     progress = scan_progress(output_uri, cfg.storage)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
-__all__ = ["Registry", "ASR_ENGINES", "BRANCH_PREDICTORS"]
+__all__ = ["Registry", "ASR_ENGINES", "BRANCH_PREDICTORS", "load_branch_predictor"]
 
 T = TypeVar("T")
 
@@ -55,20 +55,38 @@ ASR_ENGINES.register("faster-whisper", _faster_whisper)
 ASR_ENGINES.register("whisperx", _whisperx)
 
 
-def _speech_encoder(checkpoint, device):
+def _speech_encoder(checkpoint, branch, storage):
     from ray_ser.models.speech_encoder import SpeechEncoderPredictor
 
-    return SpeechEncoderPredictor.load(checkpoint, device)
+    return SpeechEncoderPredictor.load(checkpoint, branch.device)
 
 
-def _text_classifier(checkpoint, device):
+def _text_classifier(checkpoint, branch, storage):
     from ray_ser.models.text_classifier import TextClassifierPredictor
 
-    return TextClassifierPredictor.load(checkpoint, device)
+    return TextClassifierPredictor.load(checkpoint, branch.device)
 
 
-# branch family -> (local checkpoint dir, device) -> predictor with input_kind ("audio" | "text")
-# and predict_batch(inputs) -> probabilities [n, 8]
+def _speech_llm(checkpoint, branch, storage):
+    from ray_ser.few_shot import load_shots
+    from ray_ser.models.speech_llm import SpeechLLMPredictor
+
+    shots = load_shots(branch.few_shot, storage) if branch.few_shot else ()
+    return SpeechLLMPredictor.load(checkpoint, branch.llm_settings(), branch.device, shots)
+
+
+# branch family -> (local checkpoint dir, BranchConfig, StorageConfig) -> predictor with
+# input_kind ("audio" | "text" | "audio_text": (audio, transcript) pairs) and
+# predict_batch(inputs) -> probabilities [n, 8]
 BRANCH_PREDICTORS: Registry[Callable] = Registry("branch family")
 BRANCH_PREDICTORS.register("speech_encoder", _speech_encoder)
 BRANCH_PREDICTORS.register("text_classifier", _text_classifier)
+BRANCH_PREDICTORS.register("speech_llm", _speech_llm)
+
+
+def load_branch_predictor(branch, storage, cache_dir: str):
+    """The predictor of a configured branch, its checkpoint fetched to this node first if remote."""
+    from ray_ser.io.storage import localize_directory
+
+    local = localize_directory(branch.checkpoint, storage, cache_dir)
+    return BRANCH_PREDICTORS.get(branch.family)(local, branch, storage)

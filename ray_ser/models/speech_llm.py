@@ -171,7 +171,10 @@ class VLLMSpeechLLM:
         kwargs = dict(model=str(path), tensor_parallel_size=settings.tensor_parallel_size,
                       max_model_len=settings.max_model_len, max_num_seqs=settings.max_num_seqs,
                       limit_mm_per_prompt={"audio": 1 + max_shots}, dtype=settings.dtype,
-                      enforce_eager=settings.enforce_eager, disable_log_stats=True)
+                      enforce_eager=settings.enforce_eager, disable_log_stats=True,
+                      # The engine's workers are this process's children on the GPUs Ray gave
+                      # the actor; vLLM's own Ray executor would ask the cluster for more.
+                      distributed_executor_backend="mp")
         if device != "cpu":
             kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
         return cls(LLM(**kwargs), AutoProcessor.from_pretrained(str(path)), max_shots)

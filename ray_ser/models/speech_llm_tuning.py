@@ -4,7 +4,8 @@ The model sees the same chat prompt the engines build at inference (audio, optio
 transcript, the question) and is taught to continue it with ``<label><|im_end|>``. LoRA
 adapts the LM; the audio projector is trained in full; the audio tower stays frozen
 (``lora``, as SELM freezes its speech encoder) or is trained too (``lora_audio``, for a
-tower that starts from random weights). Checkpoints are saved merged, in the weight
+tower that starts from random weights); ``full`` trains everything, for a model that is
+random throughout (the demo's tiny one). Checkpoints are saved merged, in the weight
 layout vLLM loads: Qwen2-Audio has no LoRA support in vLLM, so adapters are not served.
 """
 
@@ -31,7 +32,7 @@ _LM_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_pr
 @dataclass(frozen=True)
 class SpeechLLMTuneOptions:
     model: str                          # hub id, directory, trained branch, or tiny-random:qwen2-audio
-    finetune: str = "lora"              # lora | lora_audio
+    finetune: str = "lora"              # lora | lora_audio | full
     lora_rank: int = 8
     transcript_dropout: float = 0.5     # share of prompts without the transcript (serves both branches)
 
@@ -68,13 +69,16 @@ class SpeechLLMEmotionModel(nn.Module):
         from peft import LoraConfig, get_peft_model
 
         mode = self.options.finetune
+        if mode == "full":
+            return
         if mode not in ("lora", "lora_audio"):
-            raise ValueError(f"unknown finetune mode {mode!r} for speech_llm; expected lora or lora_audio")
+            raise ValueError(f"unknown finetune mode {mode!r} for speech_llm; expected lora, lora_audio or full")
         rank = self.options.lora_rank
         self.model = get_peft_model(self.model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05,
                                                            target_modules=_LM_TARGETS))
         base = self.model.get_base_model()
-        trained = [base.multi_modal_projector] + ([base.audio_tower] if mode == "lora_audio" else [])
+        parts = getattr(base, "model", base)  # transformers 5 nests the parts under .model
+        trained = [parts.multi_modal_projector] + ([parts.audio_tower] if mode == "lora_audio" else [])
         for module in trained:
             module.requires_grad_(True)
 
@@ -133,6 +137,9 @@ class SpeechLLMEmotionModel(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         from ray_ser.models.lora import merged_state_dict
 
-        save_for_vllm(self.model.get_base_model(), self.processor, directory / "model",
-                      state_dict=merged_state_dict(self.model))
+        if self.options.finetune == "full":
+            save_for_vllm(self.model, self.processor, directory / "model")
+        else:
+            save_for_vllm(self.model.get_base_model(), self.processor, directory / "model",
+                          state_dict=merged_state_dict(self.model))
         (directory / "branch.json").write_text(json.dumps({"family": "speech_llm", **asdict(self.options)}))

@@ -71,22 +71,28 @@ def whisper_base_dir(cache_dir: Path) -> Path:
 
 
 def build_once(name: str, builder) -> Path:
-    """cache/<name>, written by ``builder(directory)`` the first time, atomically.
+    """cache/<name>, written by ``builder(directory)`` the first time.
 
-    Concurrent workers may both build; the builders are seeded, so whichever rename wins
-    holds the same weights, and the loser's copy is dropped.
+    Workers on one node start together; a file lock lets one build while the others wait,
+    and the finished directory appears by an atomic rename, so no one reads half of it.
     """
+    import fcntl
     import tempfile
 
     from ray_ser.config import default_cache_dir
 
     target = default_cache_dir() / name
-    if not (target / "config.json").exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-        builder(staging)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "config.json").exists():
+            staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+            try:
+                builder(staging)
+                shutil.rmtree(target, ignore_errors=True)  # a stale partial dir from a killed build
+                os.rename(staging, target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
     return target

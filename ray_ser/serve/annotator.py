@@ -32,16 +32,12 @@ class ClipAnnotator:
 
     @classmethod
     def load(cls, cfg: LabelConfig) -> ClipAnnotator:
-        from ray_ser.io.storage import localize_directory
-        from ray_ser.registry import ASR_ENGINES, BRANCH_PREDICTORS
+        from ray_ser.registry import ASR_ENGINES, load_branch_predictor
 
         cfg.require_checkpoints()
         cache = cfg.resolved_cache_dir()
         asr = ASR_ENGINES.get(cfg.asr.engine)(cfg.asr, Path(cache)) if cfg.asr.enabled else None
-        predictors = {
-            name: BRANCH_PREDICTORS.get(b.family)(localize_directory(b.checkpoint, cfg.storage, cache), b.device)
-            for name, b in cfg.branches.items()
-        }
+        predictors = {name: load_branch_predictor(b, cfg.storage, str(cache)) for name, b in cfg.branches.items()}
         return cls(cfg, asr, predictors)
 
     def _decode(self, payload: bytes):
@@ -75,7 +71,7 @@ class ClipAnnotator:
                 warnings.append(error_reason("asr", exc))
         votes, branches = {}, {}
         for name, predictor in self.predictors.items():
-            item = audio if predictor.input_kind == "audio" else transcript
+            item = {"audio": audio, "text": transcript, "audio_text": (audio, transcript)}[predictor.input_kind]
             if item is None or (isinstance(item, str) and not item.strip()):
                 votes[name] = None
                 continue

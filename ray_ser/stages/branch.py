@@ -1,7 +1,8 @@
 """A voting branch as a Ray Data stage: one model family, one checkpoint, two added columns.
 
 Audio branches read rows whose audio decoded; text branches read rows with a non-empty
-transcript. Other rows abstain (null label). A failure costs only the rows it touches:
+transcript; speech-LLM branches read the audio with whatever transcript there is. Other
+rows abstain (null label). A failure costs only the rows it touches:
 the batch is retried row by row and the reason lands in ``warnings``, so the other
 branches still vote on that row.
 """
@@ -18,41 +19,43 @@ from ray_ser.stages.base import append_warning, error_reason, predict_isolating_
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ray_ser.config import StorageConfig
+    from ray_ser.config import BranchConfig, StorageConfig
 
 __all__ = ["BranchStage"]
 
-_INPUT_COLUMN = {"audio": "audio", "text": "transcript"}
+_INPUT_COLUMNS = {"audio": ("audio",), "text": ("transcript",), "audio_text": ("audio", "transcript")}
 
 
 class BranchStage:
-    def __init__(self, name: str, family: str, checkpoint: str, device: str, storage: StorageConfig,
-                 cache_dir: str) -> None:
-        from ray_ser.io.storage import localize_directory
-        from ray_ser.registry import BRANCH_PREDICTORS
+    def __init__(self, name: str, branch: BranchConfig, storage: StorageConfig, cache_dir: str) -> None:
+        from ray_ser.registry import load_branch_predictor
 
         self.name = name
-        self.predictor = BRANCH_PREDICTORS.get(family)(localize_directory(checkpoint, storage, cache_dir), device)
+        self.predictor = load_branch_predictor(branch, storage, cache_dir)
         self.input_kind = self.predictor.input_kind
-        self.input_column = _INPUT_COLUMN[self.input_kind]
-        self.requires = ("utterance_id", self.input_column)
+        self.requires = ("utterance_id", *_INPUT_COLUMNS[self.input_kind])
         self.adds = (f"{name}_label", f"{name}_probs")
         self.metrics = StageMetrics(f"branch_{name}")
 
-    def _inputs(self, values: list) -> tuple[list[int], list, dict[int, str]]:
+    def _inputs(self, batch: pa.Table) -> tuple[list[int], list, dict[int, str]]:
         """Rows to predict, their inputs, and rows whose input could not even be read."""
         if self.input_kind == "text":
+            values = batch.column("transcript").to_pylist()
             todo = [i for i, v in enumerate(values) if v and v.strip()]
             return todo, [values[i] for i in todo], {}
+        transcripts = (batch.column("transcript").to_pylist() if self.input_kind == "audio_text"
+                       else [None] * batch.num_rows)
         todo, inputs, unreadable = [], [], {}
-        for i, value in enumerate(values):
+        for i, (value, transcript) in enumerate(zip(batch.column("audio").to_pylist(), transcripts)):
             if not value:
                 continue
             try:
-                inputs.append(from_bytes(value))
-                todo.append(i)
+                audio = from_bytes(value)
             except Exception as exc:
                 unreadable[i] = error_reason(self.name, exc)
+                continue
+            inputs.append(audio if self.input_kind == "audio" else (audio, transcript))
+            todo.append(i)
         return todo, inputs, unreadable
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -61,7 +64,7 @@ class BranchStage:
         require_columns(f"branch {self.name}", batch, self.requires)
         self.metrics.start()
         n = batch.num_rows
-        todo, inputs, unreadable = self._inputs(batch.column(self.input_column).to_pylist())
+        todo, inputs, unreadable = self._inputs(batch)
         predicted, failures = (predict_isolating_failures(self.name, self.predictor.predict_batch, inputs)
                                if inputs else ([], []))
         labels, probs, warnings = [None] * n, [None] * n, [None] * n
@@ -73,7 +76,8 @@ class BranchStage:
                 continue
             labels[i], probs[i] = EMOTIONS[int(p.argmax())], [float(x) for x in p]
         attempted = sorted(set(todo) | set(unreadable))
-        seconds = sum(x.size for x in inputs) / TARGET_SAMPLE_RATE if self.input_kind == "audio" else 0.0
+        audios = inputs if self.input_kind == "audio" else [x[0] for x in inputs] if self.input_kind == "audio_text" else []
+        seconds = sum(a.size for a in audios) / TARGET_SAMPLE_RATE
         self.metrics.finish(["ok" if labels[i] is not None else "error" for i in attempted], seconds)
         batch = append_warning(batch, warnings)
         return (batch.append_column(self.adds[0], pa.array(labels, pa.string()))

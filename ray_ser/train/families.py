@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from ray_ser.config import StorageConfig, TrainConfig
     from ray_ser.train.data import LabelledRow
+    from ray_ser.train.losses import EmotionLoss
 
 __all__ = ["Example", "TrainFamily", "TRAIN_FAMILIES"]
 
@@ -37,8 +38,18 @@ class TrainFamily(Protocol):
 
     def inputs(self, model: torch.nn.Module, items: Sequence[Any]) -> dict[str, torch.Tensor]: ...
 
+    def loss(self, model: torch.nn.Module, inner: torch.nn.Module, items: Sequence[Any], labels: torch.Tensor,
+             weights: torch.Tensor, loss_fn: EmotionLoss, to_device) -> torch.Tensor: ...
 
-class SpeechEncoderFamily:
+
+class _ClassifierLoss:
+    """Families whose model returns label logits: the loss is the configured classification loss."""
+
+    def loss(self, model, inner, items, labels, weights, loss_fn, to_device):
+        return loss_fn(model(**to_device(self.inputs(inner, items))), labels, weights)
+
+
+class SpeechEncoderFamily(_ClassifierLoss):
     def examples(self, rows, storage, train, merge_duplicates):
         from ray_ser.train.data import load_audio
 
@@ -55,7 +66,7 @@ class SpeechEncoderFamily:
         return model.prepare(items)
 
 
-class TextClassifierFamily:
+class TextClassifierFamily(_ClassifierLoss):
     def examples(self, rows, storage, train, merge_duplicates):
         missing = [r.utterance_id for r in rows if not (r.text or "").strip()]
         if missing:
@@ -78,6 +89,31 @@ class TextClassifierFamily:
         return model.encode(items)
 
 
+class SpeechLLMFamily:
+    """SELM's objective: the model is taught to generate the label word after the prompt."""
+
+    def examples(self, rows, storage, train, merge_duplicates):
+        from ray_ser.train.data import load_audio
+
+        return [Example((audio, (row.text or "").strip() or None), row.label)
+                for audio, row in zip(load_audio(list(rows), storage), rows)]
+
+    def build(self, train):
+        from ray_ser.models.speech_llm_tuning import SpeechLLMEmotionModel, SpeechLLMTuneOptions
+
+        return SpeechLLMEmotionModel.from_base(SpeechLLMTuneOptions(
+            model=train.base_model, finetune=train.finetune, lora_rank=train.lora_rank,
+            transcript_dropout=train.transcript_dropout), seed=train.seed)
+
+    def inputs(self, model, items):
+        return model.prepare(items)
+
+    def loss(self, model, inner, items, labels, weights, loss_fn, to_device):
+        answer_logp = model(**to_device(inner.prepare(items, answers=labels.tolist())))
+        return loss_fn.from_log_likelihood(answer_logp, labels, weights)
+
+
 TRAIN_FAMILIES: Registry[TrainFamily] = Registry("training family")
 TRAIN_FAMILIES.register("speech_encoder", SpeechEncoderFamily())
 TRAIN_FAMILIES.register("text_classifier", TextClassifierFamily())
+TRAIN_FAMILIES.register("speech_llm", SpeechLLMFamily())

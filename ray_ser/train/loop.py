@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ray_ser.config import BranchConfig, LabelConfig, StorageConfig
 
-__all__ = ["TrainResult", "train_loop_per_worker", "fit_branch", "train_branch", "format_train_result"]
+__all__ = ["TrainResult", "train_loop_per_worker", "fit_branch", "train_branch", "adapt_branch",
+           "format_train_result"]
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,10 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train.torch
     import torch
 
-    from ray_ser.config import BranchConfig, StorageConfig
+    from ray_ser.config import BranchConfig, StorageConfig, default_cache_dir
     from ray_ser.evaluate import emotion_metrics
     from ray_ser.labels import NUM_CLASSES
+    from ray_ser.few_shot import draw_shots
     from ray_ser.train.data import read_labelled_manifest, split_rows
     from ray_ser.train.families import TRAIN_FAMILIES
     from ray_ser.train.losses import build_loss
@@ -59,8 +61,17 @@ def train_loop_per_worker(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(train.seed)
 
+    if train.base_model.startswith("s3://"):  # adapting a trained branch kept on S3
+        from ray_ser.io.storage import localize_directory
+
+        train = train.model_copy(update={"base_model": localize_directory(
+            train.base_model, storage, str(default_cache_dir()))})
     rows = read_labelled_manifest(config["manifest"], storage, train.label_column, train.corpus, train.text_column)
-    train_rows, val_rows = split_rows(rows, train.val_fraction)
+    if config.get("shots"):
+        # Few-shot adaptation: fit the k shots; the curve reports the fit on those same shots.
+        train_rows = val_rows = draw_shots(rows, **config["shots"])
+    else:
+        train_rows, val_rows = split_rows(rows, train.val_fraction)
     counts = np.bincount([r.label for r in train_rows], minlength=NUM_CLASSES)
     examples = family.examples(train_rows, storage, train, merge_duplicates=True)
     shard = examples[rank::world]
@@ -89,9 +100,9 @@ def train_loop_per_worker(config: dict) -> None:
         losses = []
         for step in range(steps):
             chosen = [shard[order[(step * train.batch_size + k) % len(order)]] for k in range(train.batch_size)]
-            logits = model(**to_device(family.inputs(inner, [e.input for e in chosen])))
-            loss = loss_fn(logits, torch.tensor([e.label for e in chosen], device=device),
-                           torch.tensor([e.weight for e in chosen]))
+            loss = family.loss(model, inner, [e.input for e in chosen],
+                               torch.tensor([e.label for e in chosen], device=device),
+                               torch.tensor([e.weight for e in chosen]), loss_fn, to_device)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -117,8 +128,12 @@ def train_loop_per_worker(config: dict) -> None:
 
 
 def fit_branch(name: str, branch: BranchConfig, manifest: str, output_uri: str,
-               storage: StorageConfig) -> TrainResult:
-    """Run the TorchTrainer for one branch (Ray must be initialised); return the best checkpoint."""
+               storage: StorageConfig, shots: dict | None = None) -> TrainResult:
+    """Run the TorchTrainer for one branch (Ray must be initialised); return the best checkpoint.
+
+    With shots ({"k": .., "seed": ..}) only k rows drawn from the manifest are trained on,
+    and the last epoch is kept: k examples leave nothing to validate on.
+    """
     import time
 
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
@@ -133,13 +148,14 @@ def fit_branch(name: str, branch: BranchConfig, manifest: str, output_uri: str,
     fs, path = filesystem_for(output_uri, storage)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"branch": branch.model_dump(), "storage": storage.model_dump(), "manifest": manifest},
+        train_loop_config={"branch": branch.model_dump(), "storage": storage.model_dump(), "manifest": manifest,
+                           "shots": shots},
         scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
                                      resources_per_worker={"CPU": train.cpus_per_worker}),
         run_config=RunConfig(
             name=name, storage_path=path, storage_filesystem=fs,
-            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_macro_f1",
-                                               checkpoint_score_order="max"),
+            checkpoint_config=(CheckpointConfig(num_to_keep=1) if shots else CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute="val_macro_f1", checkpoint_score_order="max")),
         ),
     )
     result = trainer.fit()
@@ -157,6 +173,28 @@ def train_branch(cfg: LabelConfig, name: str, manifest: str, output_uri: str) ->
     branch = cfg.branch(name)
     with ray_session(cfg.ray):
         return fit_branch(name, branch, manifest, output_uri, cfg.storage)
+
+
+def adapt_branch(cfg: LabelConfig, name: str, output_uri: str) -> TrainResult:
+    """`ray-ser adapt`: a quick LoRA run of a trained speech_llm branch on its few_shot examples."""
+    from ray_ser.config import ConfigError
+    from ray_ser.pipeline import ray_session
+
+    branch = cfg.branch(name)
+    if branch.family != "speech_llm" or branch.few_shot is None or not branch.checkpoint or branch.train is None:
+        raise ConfigError(f"adapt needs a trained speech_llm branch with train and few_shot sections; "
+                          f"branch {name!r} is {branch.family} (checkpoint={branch.checkpoint!r}, "
+                          f"few_shot={'set' if branch.few_shot else 'unset'})")
+    shots = branch.few_shot
+    per_worker = max(1, -(-shots.k // branch.train.num_workers))
+    train = branch.train.model_copy(update={
+        "base_model": branch.checkpoint, "epochs": shots.epochs, "learning_rate": shots.learning_rate,
+        "batch_size": min(branch.train.batch_size, per_worker), "label_column": shots.label_column,
+        "corpus": shots.corpus, "text_column": shots.text_column})
+    adapted = branch.model_copy(update={"train": train})
+    with ray_session(cfg.ray):
+        return fit_branch(name, adapted, shots.manifest, output_uri, cfg.storage,
+                          shots={"k": shots.k, "seed": shots.seed})
 
 
 def format_train_result(result: TrainResult) -> str:

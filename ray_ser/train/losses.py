@@ -39,12 +39,17 @@ class EmotionLoss(torch.nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor,
                 sample_weight: torch.Tensor | None = None) -> torch.Tensor:
         log_pt = F.log_softmax(logits.float(), dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
+        return self.from_log_likelihood(log_pt, targets, sample_weight)
+
+    def from_log_likelihood(self, log_pt: torch.Tensor, targets: torch.Tensor,
+                            sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The same loss from log p(true label) per example: a generative branch's answer likelihood."""
         loss = -log_pt if self.gamma == 0 else -((1.0 - log_pt.exp()) ** self.gamma) * log_pt
         w = torch.ones_like(loss)
         if self.weight is not None:
-            w = w * self.weight.to(logits.device)[targets]
+            w = w * self.weight.to(log_pt.device)[targets]
         if sample_weight is not None:
-            w = w * sample_weight.to(logits.device, torch.float32)
+            w = w * sample_weight.to(log_pt.device, torch.float32)
         return (loss * w).sum() / w.sum().clamp_min(1e-8)
 
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 
-from ray_ser.config import StorageConfig
+from ray_ser.config import BranchConfig, StorageConfig
 from ray_ser.io.audio import to_bytes
 from ray_ser.labels import EMOTIONS
 from ray_ser.stages.base import StageContractError
@@ -28,8 +28,9 @@ def _batch(corpus_rows, n=3):
 @pytest.fixture(scope="module")
 def stages(branch_checkpoints, tmp_path_factory):
     cache = str(tmp_path_factory.mktemp("cache"))
-    return (BranchStage("speech", "speech_encoder", branch_checkpoints["speech"], "cpu", StorageConfig(), cache),
-            BranchStage("text", "text_classifier", branch_checkpoints["text"], "cpu", StorageConfig(), cache))
+    speech = BranchConfig(family="speech_encoder", checkpoint=branch_checkpoints["speech"])
+    text = BranchConfig(family="text_classifier", checkpoint=branch_checkpoints["text"])
+    return (BranchStage("speech", speech, StorageConfig(), cache), BranchStage("text", text, StorageConfig(), cache))
 
 
 def test_branch_stages_add_label_and_probs_and_isolate_a_bad_row(stages, corpus_rows):

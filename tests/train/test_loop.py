@@ -20,12 +20,12 @@ def test_speech_branch_two_workers_report_and_keep_the_best_checkpoint(tmp_path,
     from ray_ser.models.speech_encoder import tiny_encoder_checkpoint
 
     encoder = tiny_encoder_checkpoint("wavlm", tmp_path / "enc")
-    result = fit_branch("speech", _branch("speech_encoder", str(encoder), finetune="full"), str(corpus),
-                        str(tmp_path / "runs"), StorageConfig())
+    branch = _branch("speech_encoder", str(encoder), finetune="full")
+    result = fit_branch("speech", branch, str(corpus), str(tmp_path / "runs"), StorageConfig())
     assert [h["epoch"] for h in result.history] == [0, 1]
     assert all({"train_loss", "val_macro_f1", "val_uar", "val_accuracy"} <= set(h) for h in result.history)
     assert result.best["val_macro_f1"] == max(h["val_macro_f1"] for h in result.history)
-    predictor = BRANCH_PREDICTORS.get("speech_encoder")(result.checkpoint, "cpu")
+    predictor = BRANCH_PREDICTORS.get("speech_encoder")(result.checkpoint, branch, StorageConfig())
     assert predictor.predict_batch([sf.read(corpus_rows[0]["path"], dtype="float32")[0]]).shape == (1, 8)
 
 
@@ -38,5 +38,6 @@ def test_text_branch_with_lora_on_a_decoder_lm_checkpoints_to_s3(tmp_path, corpu
     result = fit_branch("text", branch, str(corpus), "s3://train-ckpt/runs", demo_config.storage)
     assert result.checkpoint.startswith("s3://train-ckpt/runs/text/") and result.checkpoint.endswith("/branch")
     local = localize_directory(result.checkpoint, demo_config.storage, tmp_path / "cache")
-    probs = BRANCH_PREDICTORS.get("text_classifier")(local, "cpu").predict_batch(["I am furious!", "Hello"])
+    probs = BRANCH_PREDICTORS.get("text_classifier")(local, branch, demo_config.storage).predict_batch(
+        ["I am furious!", "Hello"])
     assert probs.shape == (2, 8) and abs(probs.sum(axis=1) - 1).max() < 1e-5
