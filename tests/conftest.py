@@ -110,6 +110,20 @@ def branch_checkpoints(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def speech_llm_dir(tmp_path_factory) -> Path:
+    """A tiny random Qwen2-Audio with SmolLM2's real tokenizer, in the hub layout vLLM loads."""
+    from ray_ser.models.speech_llm_checkpoint import tiny_speech_llm_checkpoint
+
+    return tiny_speech_llm_checkpoint(tmp_path_factory.mktemp("qwen2-audio") / "model")
+
+
+@pytest.fixture(scope="session")
+def corpus_clips(corpus_rows) -> list[tuple[np.ndarray, str]]:
+    """(16 kHz waveform, transcript) pairs of the espeak corpus: speech-LLM inputs."""
+    return [(sf.read(r["path"], dtype="float32")[0], r["text"]) for r in corpus_rows]
+
+
+@pytest.fixture(scope="session")
 def branch_config(demo_config, branch_checkpoints):
     """The demo profile with two branches (speech, text) on the tiny checkpoints."""
     from ray_ser.config import LabelConfig

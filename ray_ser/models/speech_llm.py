@@ -179,6 +179,10 @@ class VLLMSpeechLLM:
             kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
         return cls(LLM(**kwargs), AutoProcessor.from_pretrained(str(path)), max_shots)
 
+    def close(self) -> None:
+        """Stop the engine's processes now rather than at interpreter exit."""
+        self.llm.llm_engine.engine_core.shutdown()
+
     def sampling_params(self):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
