@@ -122,3 +122,40 @@ def test_resume_after_interruption_no_duplicates_nothing_lost(tmp_path, corpus_r
 
     third = run_label_job(cfg, str(manifest), str(out))
     assert third.rows_written == 0 and third.already_complete == first.inputs
+
+
+@pytest.mark.vllm
+def test_vllm_speech_llm_branches_vote_with_the_others(tmp_path, corpus_rows, branch_config, speech_llm_dir):
+    """Two vLLM engines (speech-text and speech-only prompts of one checkpoint) as actor pools."""
+    from ray_ser.config import LabelConfig
+    from ray_ser.labels import EMOTIONS
+
+    manifest, texts = _mixed_corpus(tmp_path / "mixed", corpus_rows[:6], with_long=False)
+    sf.write(manifest.parent / "blip.wav", np.zeros(80, np.float32), 16000)  # 5 ms: no audio token fits
+    with open(manifest, "a", newline="") as handle:
+        csv.writer(handle).writerow(["blip", "blip.wav", "", ""])
+    tree = branch_config.model_dump()
+    engine = {"engine": "vllm", "dtype": "float32", "max_model_len": 1024, "max_num_seqs": 8}
+    resources = {"num_cpus": 0.5, "batch_size": 4}
+    tree["branches"] = {
+        "speech": tree["branches"]["speech"],
+        "selm": {"family": "speech_llm", "checkpoint": str(speech_llm_dir), "resources": resources, "llm": engine},
+        "selm_audio": {"family": "speech_llm", "checkpoint": str(speech_llm_dir), "resources": resources,
+                       "llm": {**engine, "use_transcript": False}},
+    }
+    tree["vote"] = {"priority": ["speech", "selm", "selm_audio"]}
+    cfg = LabelConfig.model_validate(tree)
+    run_label_job(cfg, str(manifest), str(tmp_path / "out"))
+    table = read_output(str(tmp_path / "out"), cfg.storage)
+    _check_exactly_once(table, list(texts) + ["truncated", "text", "empty", "missing", "badslice", "blip"])
+    rows = {r["utterance_id"]: r for r in table.to_pylist()}
+    for uid in texts:
+        row = rows[uid]
+        assert row["status"] == "ok" and row["label"] in EMOTIONS
+        assert row["selm_label"] in EMOTIONS and row["selm_audio_label"] in EMOTIONS
+        assert abs(sum(row["selm_probs"]) - 1) < 1e-4
+        assert min(abs(row["agreement"] - share) for share in (1 / 3, 2 / 3, 1.0)) < 1e-6
+    # The engine rejects the blip; that row keeps the speech encoder's vote and says why.
+    blip = rows["blip"]
+    assert blip["status"] == "ok" and blip["speech_label"] in EMOTIONS and blip["selm_label"] is None
+    assert "selm: " in blip["warnings"] and "selm_audio: " in blip["warnings"]
