@@ -41,3 +41,29 @@ def test_text_branch_with_lora_on_a_decoder_lm_checkpoints_to_s3(tmp_path, corpu
     probs = BRANCH_PREDICTORS.get("text_classifier")(local, branch, demo_config.storage).predict_batch(
         ["I am furious!", "Hello"])
     assert probs.shape == (2, 8) and abs(probs.sum(axis=1) - 1).max() < 1e-5
+
+
+def test_speech_llm_lora_under_ray_train_then_few_shot_adaptation(tmp_path, corpus, corpus_clips, demo_config,
+                                                                  speech_llm_dir):
+    """SELM's objective with 2 DDP workers, then `ray-ser adapt`'s quick LoRA run on k shots."""
+    import numpy as np
+
+    from ray_ser.config import LabelConfig, SpeechLLMConfig
+    from ray_ser.models.speech_llm import SpeechLLMPredictor
+    from ray_ser.train.loop import adapt_branch
+
+    branch = _branch("speech_llm", str(speech_llm_dir), finetune="lora", lora_rank=4, learning_rate=5e-3)
+    result = fit_branch("selm", branch, str(corpus), str(tmp_path / "runs"), StorageConfig())
+    assert [h["epoch"] for h in result.history] == [0, 1] and np.isfinite(result.history[-1]["train_loss"])
+    settings = SpeechLLMConfig(engine="transformers")
+    base = SpeechLLMPredictor.load(result.checkpoint, settings).predict_batch(corpus_clips[:3])
+    assert base.shape == (3, 8) and np.allclose(base.sum(axis=1), 1, atol=1e-5)
+
+    tree = demo_config.model_dump()
+    tree["branches"] = {"selm": {**branch.model_dump(), "checkpoint": result.checkpoint,
+                                 "few_shot": {"manifest": str(corpus), "k": 4, "epochs": 2}}}
+    tree["vote"] = {"priority": ["selm"]}
+    adapted = adapt_branch(LabelConfig.model_validate(tree), "selm", str(tmp_path / "adapted"))
+    assert len(adapted.history) == 2 and adapted.checkpoint.startswith(str(tmp_path / "adapted"))
+    after = SpeechLLMPredictor.load(adapted.checkpoint, settings).predict_batch(corpus_clips[:3])
+    assert not np.allclose(after, base, atol=1e-4)  # the adapter moved the merged weights
