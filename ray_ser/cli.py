@@ -46,6 +46,27 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _adapt(args: argparse.Namespace) -> int:
+    from ray_ser.config import load_config
+    from ray_ser.train.loop import adapt_branch, format_train_result
+
+    cfg = load_config(args.config, args.set)
+    print(format_train_result(adapt_branch(cfg, args.branch, args.out)))
+    return 0
+
+
+def _serve_llm(args: argparse.Namespace) -> int:
+    from ray_ser.config import load_config
+    from ray_ser.serve.llm_app import run_llm_server, served_model_id
+
+    cfg = load_config(args.config, args.set)
+    base = f"http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.llm_route_prefix.rstrip('/')}"
+    print(f"OpenAI API for model {served_model_id(cfg, args.branch)!r} at {base}/v1; use it in `ray-ser serve` with\n"
+          f"  --set branches.{args.branch}.llm.engine=openai --set branches.{args.branch}.llm.openai_url={base}")
+    run_llm_server(cfg, args.branch, blocking=True)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ray_ser.demo import DemoSizes, run_demo
 
@@ -69,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, helptext in (("label", _label, "label a corpus into Parquet"),
                                  ("train", _train, "fine-tune one branch with Ray Train"),
+                                 ("adapt", _adapt, "few-shot LoRA adaptation of a speech_llm branch"),
                                  ("serve", _serve, "serve POST /annotate for single clips (Ray Serve)"),
+                                 ("serve-llm", _serve_llm, "serve a speech_llm branch as an OpenAI API"),
                                  ("demo", _demo, "synthesize, label from an embedded S3, summarise")):
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("--config", default="demo", help="profile name (configs/NAME.yaml) or YAML path")
@@ -84,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--branch", required=True, help="branch name in the config's branches section")
     train.add_argument("--manifest", required=True, help="labelled manifest (local or s3://)")
     train.add_argument("--out", required=True, help="checkpoint storage directory or s3:// prefix")
+    adapt = sub.choices["adapt"]
+    adapt.add_argument("--branch", required=True, help="a trained speech_llm branch with a few_shot section")
+    adapt.add_argument("--out", required=True, help="checkpoint storage directory or s3:// prefix")
+    sub.choices["serve-llm"].add_argument("--branch", required=True, help="the speech_llm branch to serve")
     demo = sub.choices["demo"]
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--n-train", type=int, default=1200, help="training utterances (training speakers)")

@@ -273,6 +273,9 @@ class ServeConfig(_Frozen):
     max_clip_seconds: float = Field(60.0, gt=0, description="Longer clips get 413; long audio belongs "
                                     "in the labeling job.")
     max_body_mb: float = Field(20.0, gt=0, description="Larger request bodies get 413.")
+    llm_route_prefix: str = Field("/llm", description="`ray-ser serve-llm`: URL prefix of the OpenAI-compatible "
+                                  "speech-LLM app (its API is under PREFIX/v1).")
+    llm_replicas: int = Field(1, ge=1, description="`ray-ser serve-llm`: replicas of the speech-LLM server.")
 
 
 class LabelConfig(_Frozen):

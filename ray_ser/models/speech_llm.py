@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ray_ser.config import SpeechLLMConfig
 
 __all__ = ["Shot", "SpeechLLMInput", "PromptBuilder", "label_first_tokens", "TransformersSpeechLLM",
-           "VLLMSpeechLLM", "OpenAISpeechLLM", "SpeechLLMPredictor", "SPEECH_LLM_ENGINES"]
+           "VLLMSpeechLLM", "OpenAISpeechLLM", "SpeechLLMPredictor", "SPEECH_LLM_ENGINES", "model_directory"]
 
 SAMPLE_RATE = 16_000
 SYSTEM_PROMPT = "You are an expert annotator of emotion in speech."
@@ -282,7 +282,7 @@ class SpeechLLMPredictor:
              shots: Sequence[Shot] = ()) -> SpeechLLMPredictor:
         engine_cls = SPEECH_LLM_ENGINES[settings.engine]
         extra = {"max_shots": len(shots)} if engine_cls is VLLMSpeechLLM else {}
-        engine = engine_cls.load(_model_dir(checkpoint), settings, device, **extra)
+        engine = engine_cls.load(model_directory(checkpoint), settings, device, **extra)
         return cls(engine, PromptBuilder(settings.use_transcript, shots))
 
     def answer_batch(self, items: Sequence[SpeechLLMInput]) -> tuple[list[str], np.ndarray]:
@@ -294,7 +294,7 @@ class SpeechLLMPredictor:
         return self.answer_batch(items)[1]
 
 
-def _model_dir(checkpoint: str | Path) -> Path:
+def model_directory(checkpoint: str | Path) -> Path:
     """A trained branch keeps the model under model/; a bare hub-style directory is the model."""
     checkpoint = Path(checkpoint)
     return checkpoint / "model" if (checkpoint / "model" / "config.json").exists() else checkpoint

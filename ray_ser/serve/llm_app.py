@@ -1,0 +1,63 @@
+"""The speech LLM behind an OpenAI-compatible API, with ``ray.serve.llm``.
+
+`ray-ser serve-llm --branch NAME` deploys a speech_llm branch's checkpoint as an
+OpenAI chat-completions server (audio in ``input_audio`` parts) under
+``serve.llm_route_prefix``. Any client can call it; the service's own endpoint uses it
+when the branch says ``llm.engine: openai`` with ``llm.openai_url`` pointing there.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ray_ser.config import LabelConfig
+
+__all__ = ["build_llm_app", "run_llm_server", "served_model_id"]
+
+
+def served_model_id(cfg: LabelConfig, branch_name: str) -> str:
+    return cfg.branch(branch_name).llm_settings().served_model or branch_name
+
+
+def build_llm_app(cfg: LabelConfig, branch_name: str):
+    """An OpenAI app for one speech_llm branch; engine settings come from its llm section."""
+    from ray.serve.llm import LLMConfig, build_openai_app
+
+    from ray_ser.config import ConfigError
+    from ray_ser.io.storage import localize_directory
+    from ray_ser.models.speech_llm import model_directory
+
+    branch = cfg.branch(branch_name)
+    if branch.family != "speech_llm" or not branch.checkpoint:
+        raise ConfigError(f"serve-llm needs a trained speech_llm branch; {branch_name!r} is {branch.family} "
+                          f"with checkpoint {branch.checkpoint!r}")
+    llm = branch.llm_settings()
+    local = localize_directory(branch.checkpoint, cfg.storage, str(cfg.resolved_cache_dir()))
+    shots = branch.few_shot.k if branch.few_shot else 0
+    on_cpu = branch.device == "cpu"
+    config = LLMConfig(
+        model_loading_config={"model_id": served_model_id(cfg, branch_name),
+                              "model_source": str(model_directory(local))},
+        engine_kwargs={"max_model_len": llm.max_model_len, "max_num_seqs": llm.max_num_seqs, "dtype": llm.dtype,
+                       "enforce_eager": llm.enforce_eager, "tensor_parallel_size": llm.tensor_parallel_size,
+                       "limit_mm_per_prompt": {"audio": 1 + shots},
+                       **({} if on_cpu else {"gpu_memory_utilization": llm.gpu_memory_utilization})},
+        # Without this, Serve LLM asks the cluster for a GPU and waits forever on CPU nodes.
+        accelerator_config={"kind": "cpu" if on_cpu else "gpu"},
+        deployment_config={"num_replicas": cfg.serve.llm_replicas},
+        runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": f"{llm.cpu_kv_cache_gib:g}"}} if on_cpu else None,
+    )
+    return build_openai_app({"llm_configs": [config]})
+
+
+def run_llm_server(cfg: LabelConfig, branch_name: str, blocking: bool = True):
+    """`ray-ser serve-llm`: the OpenAI app on cfg.serve.host:port under serve.llm_route_prefix."""
+    from ray import serve
+
+    from ray_ser.pipeline import ray_session
+
+    with ray_session(cfg.ray):
+        serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
+        return serve.run(build_llm_app(cfg, branch_name), name=f"llm_{branch_name}",
+                         route_prefix=cfg.serve.llm_route_prefix, blocking=blocking)
