@@ -189,6 +189,8 @@ def adapt_branch(cfg: LabelConfig, name: str, output_uri: str) -> TrainResult:
     per_worker = max(1, -(-shots.k // branch.train.num_workers))
     train = branch.train.model_copy(update={
         "base_model": branch.checkpoint, "epochs": shots.epochs, "learning_rate": shots.learning_rate,
+        # Few-shot adaptation is a LoRA run even where the branch was first trained in full.
+        "finetune": branch.train.finetune if branch.train.finetune.startswith("lora") else "lora",
         "batch_size": min(branch.train.batch_size, per_worker), "label_column": shots.label_column,
         "corpus": shots.corpus, "text_column": shots.text_column})
     adapted = branch.model_copy(update={"train": train})
