@@ -1,0 +1,14 @@
+"""`ray job submit` entrypoint for few-shot LoRA adaptation of a trained speech_llm branch.
+
+    ray job submit --runtime-env jobs/runtime_env.yaml --working-dir . -- \
+        python jobs/adapt.py --config production --branch selm --out s3://checkpoints/adapted \
+            --set branches.selm.checkpoint=s3://checkpoints/selm/.../branch \
+            --set branches.selm.few_shot.manifest=s3://newdomain/shots.csv
+"""
+
+import sys
+
+from ray_ser.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["adapt", *sys.argv[1:]]))
