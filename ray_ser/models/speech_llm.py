@@ -245,24 +245,28 @@ class OpenAISpeechLLM:
         return {"model": self.model, "messages": messages, "temperature": 0.0, "max_tokens": 8,
                 "logprobs": True, "top_logprobs": 20, "structured_outputs": {"choice": list(EMOTIONS)}}
 
-    def answer_batch(self, prompts: PromptBuilder, items: Sequence[SpeechLLMInput]) -> tuple[list[str], np.ndarray]:
+    def _answer_one(self, prompts: PromptBuilder, item: SpeechLLMInput) -> tuple[str, np.ndarray]:
         import json
         import urllib.request
 
-        texts, probs = [], []
-        for audio, transcript in items:
-            body = json.dumps(self._request(prompts, audio, transcript)).encode()
-            request = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                choice = json.loads(response.read())["choices"][0]
-            top = {c["token"]: c["logprob"] for c in choice["logprobs"]["content"][0]["top_logprobs"]}
-            text = choice["message"]["content"].strip()
-            logprobs = np.array([top.get(s, -np.inf) for s in self.first_strings], dtype=np.float64)
-            if not np.isfinite(logprobs).any() and text in EMOTIONS:  # label tokens outside the top 20
-                logprobs[EMOTIONS.index(text)] = 0.0
-            texts.append(text)
-            probs.append(_as_distribution(logprobs))
-        return texts, np.stack(probs)
+        body = json.dumps(self._request(prompts, *item)).encode()
+        request = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            choice = json.loads(response.read())["choices"][0]
+        top = {c["token"]: c["logprob"] for c in choice["logprobs"]["content"][0]["top_logprobs"]}
+        text = choice["message"]["content"].strip()
+        logprobs = np.array([top.get(s, -np.inf) for s in self.first_strings], dtype=np.float64)
+        if not np.isfinite(logprobs).any() and text in EMOTIONS:  # label tokens outside the top 20
+            logprobs[EMOTIONS.index(text)] = 0.0
+        return text, _as_distribution(logprobs)
+
+    def answer_batch(self, prompts: PromptBuilder, items: Sequence[SpeechLLMInput]) -> tuple[list[str], np.ndarray]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # One request per clip, all in flight together: the server batches them.
+        with ThreadPoolExecutor(max_workers=max(1, min(len(items), 32))) as pool:
+            answers = list(pool.map(lambda item: self._answer_one(prompts, item), items))
+        return [t for t, _ in answers], np.stack([p for _, p in answers])
 
 
 SPEECH_LLM_ENGINES = {"vllm": VLLMSpeechLLM, "transformers": TransformersSpeechLLM, "openai": OpenAISpeechLLM}

@@ -14,14 +14,18 @@ pytestmark = pytest.mark.vllm
 
 
 @pytest.fixture(scope="module")
-def engines(speech_llm_dir):
-    """One vLLM engine (room for 2 in-context examples) and the transformers twin, same weights."""
+def shots(corpus_clips):
+    return [Shot(corpus_clips[5][0], corpus_clips[5][1], "angry"), Shot(corpus_clips[6][0], None, "fear")]
+
+
+@pytest.fixture(scope="module")
+def engines(speech_llm_dir, shots):
+    """A vLLM engine started with room for the 2 in-context shots, and the transformers twin."""
     settings = SpeechLLMConfig(engine="vllm", dtype="float32", max_num_seqs=16, max_model_len=1024)
-    vllm_branch = SpeechLLMPredictor.load(speech_llm_dir, settings, shots=[None, None])
-    vllm_branch.prompts = PromptBuilder(use_transcript=True)
-    hf_branch = SpeechLLMPredictor.load(speech_llm_dir, SpeechLLMConfig(engine="transformers"))
-    yield vllm_branch, hf_branch
-    vllm_branch.engine.close()
+    vllm_engine = SpeechLLMPredictor.load(speech_llm_dir, settings, shots=shots).engine
+    hf_engine = SpeechLLMPredictor.load(speech_llm_dir, SpeechLLMConfig(engine="transformers")).engine
+    yield SpeechLLMPredictor(vllm_engine, PromptBuilder(True)), SpeechLLMPredictor(hf_engine, PromptBuilder(True))
+    vllm_engine.close()
 
 
 def _odd_inputs(corpus_clips):
@@ -47,9 +51,8 @@ def test_vllm_and_transformers_agree_on_the_greedy_label(engines, corpus_clips):
     assert np.abs(from_vllm - from_hf).max() < 1e-3
 
 
-def test_in_context_examples_reach_the_engine_and_match_transformers(engines, corpus_clips):
+def test_in_context_examples_reach_the_engine_and_match_transformers(engines, shots, corpus_clips):
     vllm_branch, hf_branch = engines
-    shots = [Shot(corpus_clips[5][0], corpus_clips[5][1], "angry"), Shot(corpus_clips[6][0], None, "fear")]
     prompts = PromptBuilder(use_transcript=False, shots=shots)
     _, zero_shot = vllm_branch.engine.answer_batch(PromptBuilder(use_transcript=False), corpus_clips[:3])
     texts, few = vllm_branch.engine.answer_batch(prompts, corpus_clips[:3])
