@@ -6,7 +6,8 @@ import io
 
 import numpy as np
 
-__all__ = ["TARGET_SAMPLE_RATE", "AudioDecodeError", "decode_audio", "slice_seconds", "to_bytes", "from_bytes", "to_wav_bytes"]
+__all__ = ["TARGET_SAMPLE_RATE", "AudioDecodeError", "decode_audio", "slice_seconds", "to_bytes", "from_bytes",
+           "to_wav_bytes"]
 
 TARGET_SAMPLE_RATE = 16_000
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from ray_ser.labels import EMOTIONS, NUM_CLASSES
 if TYPE_CHECKING:
     from ray_ser.config import SpeechLLMConfig
 
-__all__ = ["Shot", "SpeechLLMInput", "PromptBuilder", "label_first_tokens", "TransformersSpeechLLM",
+__all__ = ["Shot", "SpeechLLMInput", "SpeechLLMEngine", "PromptBuilder", "label_first_tokens", "TransformersSpeechLLM",
            "VLLMSpeechLLM", "OpenAISpeechLLM", "SpeechLLMPredictor", "SPEECH_LLM_ENGINES", "model_directory"]
 
 SAMPLE_RATE = 16_000
@@ -46,6 +46,14 @@ class Shot:
 
 # (16 kHz mono waveform, transcript or None)
 SpeechLLMInput = tuple[np.ndarray, "str | None"]
+
+
+@runtime_checkable
+class SpeechLLMEngine(Protocol):
+    """Answers the prompts for (audio, transcript) items: label words and distributions [n, 8]."""
+
+    def answer_batch(self, prompts: PromptBuilder, items: Sequence[SpeechLLMInput]) -> tuple[list[str], np.ndarray]:
+        ...
 
 
 class PromptBuilder:
@@ -277,7 +285,7 @@ class SpeechLLMPredictor:
 
     input_kind = "audio_text"
 
-    def __init__(self, engine, prompts: PromptBuilder) -> None:
+    def __init__(self, engine: SpeechLLMEngine, prompts: PromptBuilder) -> None:
         self.engine = engine
         self.prompts = prompts
 

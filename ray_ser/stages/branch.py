@@ -58,6 +58,9 @@ class BranchStage:
             todo.append(i)
         return todo, inputs, unreadable
 
+    def _audio_of(self, item):
+        return item[0] if self.input_kind == "audio_text" else item
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
@@ -76,8 +79,7 @@ class BranchStage:
                 continue
             labels[i], probs[i] = EMOTIONS[int(p.argmax())], [float(x) for x in p]
         attempted = sorted(set(todo) | set(unreadable))
-        audios = inputs if self.input_kind == "audio" else [x[0] for x in inputs] if self.input_kind == "audio_text" else []
-        seconds = sum(a.size for a in audios) / TARGET_SAMPLE_RATE
+        seconds = sum(self._audio_of(x).size for x in inputs) / TARGET_SAMPLE_RATE if self.input_kind != "text" else 0.0
         self.metrics.finish(["ok" if labels[i] is not None else "error" for i in attempted], seconds)
         batch = append_warning(batch, warnings)
         return (batch.append_column(self.adds[0], pa.array(labels, pa.string()))

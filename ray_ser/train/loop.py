@@ -47,8 +47,8 @@ def train_loop_per_worker(config: dict) -> None:
 
     from ray_ser.config import BranchConfig, StorageConfig, default_cache_dir
     from ray_ser.evaluate import emotion_metrics
-    from ray_ser.labels import NUM_CLASSES
     from ray_ser.few_shot import draw_shots
+    from ray_ser.labels import NUM_CLASSES
     from ray_ser.train.data import read_labelled_manifest, split_rows
     from ray_ser.train.families import TRAIN_FAMILIES
     from ray_ser.train.losses import build_loss
@@ -107,7 +107,7 @@ def train_loop_per_worker(config: dict) -> None:
             loss.backward()
             optimizer.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         model.eval()
         preds: list[int] = []
         with torch.inference_mode():
