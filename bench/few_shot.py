@@ -22,10 +22,11 @@ from pathlib import Path
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n-train", type=int, default=480)
-    parser.add_argument("--n-new", type=int, default=200)
+    parser.add_argument("--n-train", type=int, default=320)
+    parser.add_argument("--n-new", type=int, default=120)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the base training")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
@@ -48,7 +49,7 @@ def main() -> None:
     base = load_config("demo", ["ray.progress_bars=false", "branches={}"])
     branch = {"family": "speech_llm", "llm": {"engine": "transformers"},
               "train": {"base_model": "tiny-random:qwen2-audio", "finetune": "full", "loss": "weighted_ce",
-                        "epochs": args.epochs, "batch_size": 8, "learning_rate": 1e-3, "weight_decay": 0.05},
+                        "epochs": args.epochs, "batch_size": 8, "learning_rate": args.lr, "weight_decay": 0.05},
               "few_shot": {"manifest": str(new_manifest), "k": args.k, "seed": args.seed, "epochs": 6,
                            "learning_rate": 5e-4}}
     cfg = LabelConfig.model_validate({**base.model_dump(), "branches": {"selm": branch}, "vote": {}})
