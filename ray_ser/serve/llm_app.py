@@ -26,7 +26,7 @@ def build_llm_app(cfg: LabelConfig, branch_name: str):
 
     from ray_ser.config import ConfigError
     from ray_ser.io.storage import localize_directory
-    from ray_ser.models.speech_llm import model_directory
+    from ray_ser.models.speech_llm import model_directory, vllm_cpu_env, vllm_engine_kwargs
 
     branch = cfg.branch(branch_name)
     if branch.family != "speech_llm" or not branch.checkpoint:
@@ -34,19 +34,15 @@ def build_llm_app(cfg: LabelConfig, branch_name: str):
                           f"with checkpoint {branch.checkpoint!r}")
     llm = branch.llm_settings()
     local = localize_directory(branch.checkpoint, cfg.storage, str(cfg.resolved_cache_dir()))
-    shots = branch.few_shot.k if branch.few_shot else 0
     on_cpu = branch.device == "cpu"
     config = LLMConfig(
         model_loading_config={"model_id": served_model_id(cfg, branch_name),
                               "model_source": str(model_directory(local))},
-        engine_kwargs={"max_model_len": llm.max_model_len, "max_num_seqs": llm.max_num_seqs, "dtype": llm.dtype,
-                       "enforce_eager": llm.enforce_eager, "tensor_parallel_size": llm.tensor_parallel_size,
-                       "limit_mm_per_prompt": {"audio": 1 + shots},
-                       **({} if on_cpu else {"gpu_memory_utilization": llm.gpu_memory_utilization})},
+        engine_kwargs=vllm_engine_kwargs(llm, branch.device, branch.few_shot.k if branch.few_shot else 0),
         # Without this, Serve LLM asks the cluster for a GPU and waits forever on CPU nodes.
         accelerator_config={"kind": "cpu" if on_cpu else "gpu"},
         deployment_config={"num_replicas": cfg.serve.llm_replicas},
-        runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": f"{llm.cpu_kv_cache_gib:g}"}} if on_cpu else None,
+        runtime_env={"env_vars": vllm_cpu_env(llm)} if on_cpu else None,
     )
     return build_openai_app({"llm_configs": [config]})
 
