@@ -21,6 +21,7 @@ __all__ = [
     "AsrConfig",
     "SinkConfig",
     "RayConfig",
+    "SpeechAugmentConfig",
     "TrainConfig",
     "SpeechLLMConfig",
     "FewShotConfig",
@@ -138,6 +139,16 @@ _FINETUNE_MODES: dict[str, tuple[str, ...]] = {
 }
 
 
+class SpeechAugmentConfig(_Frozen):
+    """speech_encoder training: how each batch is perturbed (ray_ser/models/augment.py says why)."""
+
+    gain_db: float = Field(0.0, ge=0, description="Random gain per clip, uniform in +-gain_db dB.")
+    freq_masks: int = Field(0, ge=0, description="SpecAugment frequency masks per clip (log-mel encoders).")
+    freq_mask_bins: int = Field(12, ge=1, description="Widest frequency mask, in mel bins.")
+    time_masks: int = Field(0, ge=0, description="SpecAugment time masks per clip.")
+    time_mask_frames: int = Field(30, ge=1, description="Longest time mask, in 10 ms frames.")
+
+
 class TrainConfig(_Frozen):
     """How `ray-ser train` fine-tunes one branch with Ray Train (TorchTrainer, DDP)."""
 
@@ -170,6 +181,12 @@ class TrainConfig(_Frozen):
     normalize_audio: bool = Field(
         True, description="speech_encoder: per-utterance waveform normalisation (keep on for pretrained "
         "SSL encoders; off lets a from-scratch model use loudness).")
+    max_frequency_hz: float | None = Field(
+        None, gt=0, description="speech_encoder: band limit in Hz, kept in the checkpoint and applied in "
+        "inference too; None keeps the full band. A low limit hides voice quality from a model that would "
+        "otherwise learn each training voice.")
+    augment: SpeechAugmentConfig = Field(
+        default_factory=SpeechAugmentConfig, description="speech_encoder: training-time augmentation.")
     max_length: int = Field(64, ge=8, description="text_classifier: tokens per transcript prompt.")
     template: str = Field(
         "{text}", description="text_classifier: the prompt around the transcript ({text} is replaced).")

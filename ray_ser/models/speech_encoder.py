@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ray_ser.labels import NUM_CLASSES
+from ray_ser.models.augment import SpeechAugmentOptions, augment_log_mel, augment_waveforms, band_limit
 from ray_ser.models.weights import TINY_PREFIX, build_once
 
 __all__ = ["SpeechEncoderOptions", "AttentiveStatsPooling", "SpeechEmotionModel", "SpeechEncoderPredictor",
@@ -41,6 +42,8 @@ class SpeechEncoderOptions:
     # which a from-scratch model can use (it is a strong cue in acted speech).
     normalize: bool = True
     max_seconds: float = 8.0
+    # Band limit (Hz) applied to every clip in training and inference; None keeps the full band.
+    max_frequency_hz: float | None = None
 
 
 class AttentiveStatsPooling(nn.Module):
@@ -103,18 +106,30 @@ class SpeechEmotionModel(nn.Module):
     def head_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
 
-    def prepare(self, audios: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
-        """The encoder's inputs for a batch of 16 kHz clips: waveforms or log-mel, plus a mask."""
+    def prepare(self, audios: Sequence[np.ndarray], augment: SpeechAugmentOptions | None = None,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The encoder's inputs for a batch of 16 kHz clips: waveforms or log-mel, plus a mask.
+
+        augment (training only) perturbs the batch; see ray_ser.models.augment.
+        """
+        limit = self.options.max_frequency_hz
         if not self.is_whisper:
-            waves, mask = collate_waveforms(audios, self.options.max_seconds, self.options.normalize)
+            clips = [band_limit(a, limit) for a in audios]
+            waves, mask = collate_waveforms(clips, self.options.max_seconds, self.options.normalize)
+            if augment is not None and augment.active:
+                waves = augment_waveforms(waves, mask, augment, generator)
             return {"inputs": waves, "mask": mask}
         extractor = self._features
-        clips = [np.asarray(a, dtype=np.float32)[: extractor.n_samples] for a in audios]
-        mel = extractor(clips, sampling_rate=16_000, return_tensors="np", padding="max_length")["input_features"]
+        clips = [band_limit(np.asarray(a, dtype=np.float32)[: extractor.n_samples], limit) for a in audios]
+        mel = torch.from_numpy(extractor(clips, sampling_rate=16_000, return_tensors="np",
+                                         padding="max_length")["input_features"])
+        if augment is not None and augment.active:
+            mel_frames = torch.tensor([max(1, c.size // extractor.hop_length) for c in clips])
+            mel = augment_log_mel(mel, mel_frames, augment, generator)
         frames = extractor.nb_max_frames // 2  # the encoder's second conv halves the frame rate
         lengths = torch.tensor([max(1, c.size // (2 * extractor.hop_length)) for c in clips])
         mask = (torch.arange(frames)[None, :] < lengths[:, None]).long()
-        return {"inputs": torch.from_numpy(mel), "mask": mask}
+        return {"inputs": mel, "mask": mask}
 
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.is_whisper:

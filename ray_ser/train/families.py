@@ -39,13 +39,13 @@ class TrainFamily(Protocol):
     def inputs(self, model: torch.nn.Module, items: Sequence[Any]) -> dict[str, torch.Tensor]: ...
 
     def loss(self, model: torch.nn.Module, inner: torch.nn.Module, items: Sequence[Any], labels: torch.Tensor,
-             weights: torch.Tensor, loss_fn: EmotionLoss, to_device) -> torch.Tensor: ...
+             weights: torch.Tensor, loss_fn: EmotionLoss, to_device, train: TrainConfig) -> torch.Tensor: ...
 
 
 class _ClassifierLoss:
     """Families whose model returns label logits: the loss is the configured classification loss."""
 
-    def loss(self, model, inner, items, labels, weights, loss_fn, to_device):
+    def loss(self, model, inner, items, labels, weights, loss_fn, to_device, train):
         return loss_fn(model(**to_device(self.inputs(inner, items))), labels, weights)
 
 
@@ -60,10 +60,17 @@ class SpeechEncoderFamily(_ClassifierLoss):
 
         return SpeechEmotionModel.from_encoder(SpeechEncoderOptions(
             encoder=train.base_model, finetune=train.finetune, lora_rank=train.lora_rank,
-            normalize=train.normalize_audio, max_seconds=train.max_seconds))
+            normalize=train.normalize_audio, max_seconds=train.max_seconds,
+            max_frequency_hz=train.max_frequency_hz))
 
     def inputs(self, model, items):
         return model.prepare(items)
+
+    def loss(self, model, inner, items, labels, weights, loss_fn, to_device, train):
+        from ray_ser.models.augment import SpeechAugmentOptions
+
+        augment = SpeechAugmentOptions(**train.augment.model_dump())
+        return loss_fn(model(**to_device(inner.prepare(items, augment=augment))), labels, weights)
 
 
 class TextClassifierFamily(_ClassifierLoss):
@@ -108,7 +115,7 @@ class SpeechLLMFamily:
     def inputs(self, model, items):
         return model.prepare(items)
 
-    def loss(self, model, inner, items, labels, weights, loss_fn, to_device):
+    def loss(self, model, inner, items, labels, weights, loss_fn, to_device, train):
         answer_logp = model(**to_device(inner.prepare(items, answers=labels.tolist())))
         return loss_fn.from_log_likelihood(answer_logp, labels, weights)
 

@@ -90,6 +90,7 @@ def train_loop_per_worker(config: dict) -> None:
                                                    total_steps=steps * train.epochs, pct_start=0.2)
     rng = np.random.default_rng(train.seed + rank)
     history: list[dict] = []  # Train V2 keeps metrics only for kept checkpoints; the curve rides along
+    best_f1 = float("-inf")
 
     def to_device(batch: dict) -> dict:
         return {k: v.to(device) for k, v in batch.items()}
@@ -102,7 +103,7 @@ def train_loop_per_worker(config: dict) -> None:
             chosen = [shard[order[(step * train.batch_size + k) % len(order)]] for k in range(train.batch_size)]
             loss = family.loss(model, inner, [e.input for e in chosen],
                                torch.tensor([e.label for e in chosen], device=device),
-                               torch.tensor([e.weight for e in chosen]), loss_fn, to_device)
+                               torch.tensor([e.weight for e in chosen]), loss_fn, to_device, train)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -119,9 +120,14 @@ def train_loop_per_worker(config: dict) -> None:
                    **{f"val_{k}": v for k, v in emotion_metrics(truth, preds, NUM_CLASSES).items()}}
         history.append(dict(metrics))
         metrics["history"] = list(history)
+        # Only an epoch that beats the best so far is written (a merged 135M LM is half a GB),
+        # and the last one, whose metrics carry the whole curve back to the driver. Few-shot
+        # runs keep the last epoch, so they write it alone.
+        improved = not config.get("shots") and metrics["val_macro_f1"] > best_f1
+        best_f1 = max(best_f1, metrics["val_macro_f1"])
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
-            if rank == 0:
+            if rank == 0 and (improved or epoch == train.epochs - 1):
                 inner.save(os.path.join(tmp, "branch"))
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)

@@ -20,12 +20,15 @@ def test_speech_branch_two_workers_report_and_keep_the_best_checkpoint(tmp_path,
     from ray_ser.models.speech_encoder import tiny_encoder_checkpoint
 
     encoder = tiny_encoder_checkpoint("wavlm", tmp_path / "enc")
-    branch = _branch("speech_encoder", str(encoder), finetune="full")
+    # Augmented and band-limited like the demo's branch; only improving epochs (and the last) are written.
+    branch = _branch("speech_encoder", str(encoder), finetune="full", epochs=3, max_frequency_hz=4000,
+                     augment={"gain_db": 3, "freq_masks": 2, "time_masks": 2})
     result = fit_branch("speech", branch, str(corpus), str(tmp_path / "runs"), StorageConfig())
-    assert [h["epoch"] for h in result.history] == [0, 1]
+    assert [h["epoch"] for h in result.history] == [0, 1, 2]
     assert all({"train_loss", "val_macro_f1", "val_uar", "val_accuracy"} <= set(h) for h in result.history)
     assert result.best["val_macro_f1"] == max(h["val_macro_f1"] for h in result.history)
     predictor = BRANCH_PREDICTORS.get("speech_encoder")(result.checkpoint, branch, StorageConfig())
+    assert predictor.model.options.max_frequency_hz == 4000  # inference hears the band training heard
     assert predictor.predict_batch([sf.read(corpus_rows[0]["path"], dtype="float32")[0]]).shape == (1, 8)
 
 
