@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["SpeechAugmentOptions", "band_limit", "augment_log_mel", "augment_waveforms"]
+from ray_ser.io.audio import TARGET_SAMPLE_RATE as SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
+__all__ = ["SpeechAugmentOptions", "band_limit", "augment_log_mel", "augment_waveforms"]
 
 
 @dataclass(frozen=True)

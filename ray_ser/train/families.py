@@ -46,7 +46,11 @@ class _ClassifierLoss:
     """Families whose model returns label logits: the loss is the configured classification loss."""
 
     def loss(self, model, inner, items, labels, weights, loss_fn, to_device, train):
-        return loss_fn(model(**to_device(self.inputs(inner, items))), labels, weights)
+        return loss_fn(model(**to_device(self.training_inputs(inner, items, train))), labels, weights)
+
+    def training_inputs(self, model, items, train):
+        """The model's inputs for a training batch; the same as for validation unless augmented."""
+        return self.inputs(model, items)
 
 
 class SpeechEncoderFamily(_ClassifierLoss):
@@ -66,11 +70,10 @@ class SpeechEncoderFamily(_ClassifierLoss):
     def inputs(self, model, items):
         return model.prepare(items)
 
-    def loss(self, model, inner, items, labels, weights, loss_fn, to_device, train):
+    def training_inputs(self, model, items, train):
         from ray_ser.models.augment import SpeechAugmentOptions
 
-        augment = SpeechAugmentOptions(**train.augment.model_dump())
-        return loss_fn(model(**to_device(inner.prepare(items, augment=augment))), labels, weights)
+        return model.prepare(items, augment=SpeechAugmentOptions(**train.augment.model_dump()))
 
 
 class TextClassifierFamily(_ClassifierLoss):
