@@ -185,6 +185,11 @@ class TrainConfig(_Frozen):
         None, gt=0, description="speech_encoder: band limit in Hz, kept in the checkpoint and applied in "
         "inference too; None keeps the full band. A low limit hides voice quality from a model that would "
         "otherwise learn each training voice.")
+    speaker_normalization: bool = Field(
+        False, description="speech_encoder (Whisper log-mel): move each speaker's mean spectrum onto the "
+        "training speakers' mean, in training and (kept in the checkpoint) in labeling, where the job "
+        "computes speaker statistics first. Needs speaker_column; a clip without a speaker is not shifted.")
+    speaker_column: str = Field("speaker", description="Manifest column naming each clip's speaker.")
     augment: SpeechAugmentConfig = Field(
         default_factory=SpeechAugmentConfig, description="speech_encoder: training-time augmentation.")
     max_length: int = Field(64, ge=8, description="text_classifier: tokens per transcript prompt.")
@@ -260,6 +265,8 @@ class BranchConfig(_Frozen):
             raise ValueError(f"a vLLM engine spans llm.tensor_parallel_size={llm.tensor_parallel_size} GPUs, so "
                              f"its actor needs resources.num_gpus={llm.tensor_parallel_size} "
                              f"(got {self.resources.num_gpus})")
+        if self.train is not None and self.train.speaker_normalization and self.family != "speech_encoder":
+            raise ValueError(f"train.speaker_normalization applies to speech_encoder branches, not {self.family}")
         if self.train is not None and self.train.finetune not in _FINETUNE_MODES[self.family]:
             raise ValueError(f"train.finetune={self.train.finetune!r} is not valid for {self.family}; "
                              f"expected one of {_FINETUNE_MODES[self.family]}")
@@ -268,6 +275,16 @@ class BranchConfig(_Frozen):
     def llm_settings(self) -> SpeechLLMConfig:
         """The engine settings of a speech_llm branch (the defaults when the section is absent)."""
         return self.llm or SpeechLLMConfig()
+
+
+class SpeakerConfig(_Frozen):
+    """Speakers in the labeling job: kept in the output, and profiled for speaker-normalised branches."""
+
+    column: str = Field("speaker", description="Input manifest column naming each clip's speaker (optional).")
+    resources: StageResources = Field(
+        default_factory=StageResources, description="Scheduling of the speaker-statistics pass, which reads "
+        "the audio of rows with a speaker once before labeling, only when a branch's checkpoint is "
+        "speaker-normalised.")
 
 
 class VoteConfig(_Frozen):
@@ -306,6 +323,7 @@ class LabelConfig(_Frozen):
     branches: dict[str, BranchConfig] = Field(
         default_factory=dict, description="Voting branches by name, in plan order; each adds "
         "<name>_label and <name>_probs. Empty: an ASR-only run.")
+    speakers: SpeakerConfig = Field(default_factory=SpeakerConfig, description="Speaker column and profiling.")
     vote: VoteConfig = Field(default_factory=VoteConfig, description="The vote across branches.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="The single-clip HTTP endpoint.")
     cache_dir: str | None = Field(

@@ -2,6 +2,9 @@
 
     inputs -> decode (actor pool: VAD) -> asr (actor pool)
            -> one actor pool per branch -> vote (tasks) -> sink (tasks) -> summary rows
+
+A speaker-normalised branch first needs every speaker's statistics: a pass over the rows that
+name a speaker (decode -> speaker statistics) runs before the plan when one is configured.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ if TYPE_CHECKING:
 
     from ray_ser.config import LabelConfig, RayConfig, StageResources
 
-__all__ = ["LabelSummary", "ray_session", "build_label_plan", "run_label_job", "new_run_id"]
+__all__ = ["LabelSummary", "ray_session", "collect_speaker_statistics", "build_label_plan", "run_label_job",
+           "new_run_id"]
 
 
 @dataclass(frozen=True)
@@ -91,24 +95,56 @@ def _to_blocks(table: pa.Table, batch_size: int) -> list[pa.Table]:
     return [table.slice(i * rows_per_block, rows_per_block) for i in range(count)]
 
 
-def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id: str,
-                     skip_ids: frozenset[str] = frozenset()) -> ray.data.Dataset:
-    """The lazy Ray Data plan; iterating it writes Parquet and yields one summary row per file."""
+def _decoded(cfg: LabelConfig, inputs: pa.Table, skip_ids: frozenset[str]) -> ray.data.Dataset:
     import ray.data
 
-    from ray_ser.stages.asr import AsrStage
-    from ray_ser.stages.branch import BranchStage
     from ray_ser.stages.decode import DecodeStage
-    from ray_ser.stages.sink import write_batch
-    from ray_ser.stages.vote import vote_batch
 
     ray.data.DataContext.get_current().enable_progress_bars = cfg.ray.progress_bars
-    ds = ray.data.from_arrow(_to_blocks(inputs, cfg.decode.resources.batch_size))
-    ds = ds.map_batches(
+    return ray.data.from_arrow(_to_blocks(inputs, cfg.decode.resources.batch_size)).map_batches(
         DecodeStage, batch_format="pyarrow",
         fn_constructor_kwargs={"storage": cfg.storage, "decode": cfg.decode, "skip_ids": skip_ids},
         **_actor_args(cfg.decode.resources),
     )
+
+
+def collect_speaker_statistics(cfg: LabelConfig, inputs: pa.Table) -> dict[str, dict]:
+    """branch -> speaker -> statistics, for the speaker-normalised branches; {} when there are none."""
+    import pyarrow.compute as pc
+
+    from ray_ser.registry import uses_speaker_statistics
+    from ray_ser.stages.speaker import SpeakerStatisticsStage, add_batches
+
+    branches = {n: b for n, b in cfg.branches.items() if uses_speaker_statistics(b, cfg.storage)}
+    if not branches:
+        return {}
+    named = inputs.filter(pc.and_(pc.is_valid(inputs.column("speaker")), pc.is_null(inputs.column("manifest_error"))))
+    statistics = {name: {} for name in branches}
+    if named.num_rows:
+        ds = _decoded(cfg, named, frozenset()).map_batches(
+            SpeakerStatisticsStage, batch_format="pyarrow",
+            fn_constructor_kwargs={"branches": branches, "storage": cfg.storage,
+                                   "cache_dir": str(cfg.resolved_cache_dir())},
+            **_actor_args(cfg.speakers.resources),
+        )
+        statistics.update(add_batches(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
+    return statistics
+
+
+def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id: str,
+                     skip_ids: frozenset[str] = frozenset(),
+                     speaker_statistics: dict[str, dict] | None = None) -> ray.data.Dataset:
+    """The lazy Ray Data plan; iterating it writes Parquet and yields one summary row per file.
+
+    speaker_statistics (branch -> speaker -> statistics) feeds speaker-normalised branches.
+    """
+    from ray_ser.stages.asr import AsrStage
+    from ray_ser.stages.branch import BranchStage
+    from ray_ser.stages.sink import write_batch
+    from ray_ser.stages.vote import vote_batch
+
+    speaker_statistics = speaker_statistics or {}
+    ds = _decoded(cfg, inputs, skip_ids)
     if cfg.asr.enabled:
         asr_args = _actor_args(cfg.asr.resources)
         if cfg.asr.runtime_env:
@@ -122,7 +158,8 @@ def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id
         ds = ds.map_batches(
             BranchStage, batch_format="pyarrow",
             fn_constructor_kwargs={"name": name, "branch": branch, "storage": cfg.storage,
-                                   "cache_dir": str(cfg.resolved_cache_dir())},
+                                   "cache_dir": str(cfg.resolved_cache_dir()),
+                                   "speaker_statistics": speaker_statistics.get(name)},
             **_actor_args(branch.resources),
         )
     names = tuple(cfg.branches)
@@ -152,7 +189,7 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
         if text:
             raise ConfigError(f"branches {text} read transcripts; they need asr.enabled=true")
     run_id = run_id or new_run_id()
-    input_set = read_inputs(input_uri, cfg.storage)
+    input_set = read_inputs(input_uri, cfg.storage, cfg.speakers.column)
     progress = scan_progress(output_uri, cfg.storage)
     table = input_set.table
     if progress.complete_inputs:
@@ -162,7 +199,10 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
     seconds = 0.0
     if table.num_rows:
         with ray_session(cfg.ray):
-            plan = build_label_plan(cfg, table, output_uri, run_id, progress.partial_segment_ids)
+            # Statistics cover every input, labelled before or not: a speaker's profile does not
+            # depend on where an interrupted run stopped.
+            statistics = collect_speaker_statistics(cfg, input_set.table)
+            plan = build_label_plan(cfg, table, output_uri, run_id, progress.partial_segment_ids, statistics)
             for batch in plan.iter_batches(batch_format="pyarrow", batch_size=None):
                 rows += sum(batch.column("rows").to_pylist())
                 ok += sum(batch.column("ok").to_pylist())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
-__all__ = ["Registry", "ASR_ENGINES", "BRANCH_PREDICTORS", "load_branch_predictor"]
+__all__ = ["Registry", "ASR_ENGINES", "BRANCH_PREDICTORS", "load_branch_predictor", "uses_speaker_statistics"]
 
 T = TypeVar("T")
 
@@ -82,6 +82,19 @@ BRANCH_PREDICTORS: Registry[Callable] = Registry("branch family")
 BRANCH_PREDICTORS.register("speech_encoder", _speech_encoder)
 BRANCH_PREDICTORS.register("text_classifier", _text_classifier)
 BRANCH_PREDICTORS.register("speech_llm", _speech_llm)
+
+
+def uses_speaker_statistics(branch, storage) -> bool:
+    """Whether the branch's checkpoint is speaker-normalised, read from its branch.json alone."""
+    import json
+    import posixpath
+
+    from ray_ser.io.storage import FileReader
+
+    if branch.family != "speech_encoder":
+        return False
+    meta = json.loads(FileReader(storage).read(posixpath.join(branch.checkpoint, "branch.json")))
+    return bool(meta.get("speaker_normalization", False))
 
 
 def load_branch_predictor(branch, storage, cache_dir: str):

@@ -43,6 +43,7 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("utterance_id", "string"),
     ("input_id", "string"),
     ("source", "string"),
+    ("speaker", "string"),
     ("start", "float64"),
     ("end", "float64"),
     ("duration", "float64"),

@@ -1,7 +1,7 @@
 """Inputs as manifests: a CSV/JSONL/Parquet file, a local directory or an s3:// prefix.
 
-Whatever the source, the result is one Arrow table with input_id, path, start, end
-and manifest_error. Rows that cannot be keyed or located are kept with a reason,
+Whatever the source, the result is one Arrow table with input_id, path, start, end,
+speaker and manifest_error. Rows that cannot be keyed or located are kept with a reason,
 never dropped, so every input row reaches the output exactly once.
 """
 
@@ -109,8 +109,11 @@ def _float_column(table: pa.Table, name: str) -> list[float | None]:
     return values
 
 
-def read_inputs(uri: str, storage: StorageConfig) -> InputSet:
-    """Read and normalise the inputs at uri (manifest file, directory or s3:// prefix)."""
+def read_inputs(uri: str, storage: StorageConfig, speaker_column: str = "speaker") -> InputSet:
+    """Read and normalise the inputs at uri (manifest file, directory or s3:// prefix).
+
+    speaker is the manifest's speaker_column when it has one, else null.
+    """
     import math
 
     import pyarrow as pa
@@ -124,11 +127,13 @@ def read_inputs(uri: str, storage: StorageConfig) -> InputSet:
     ids = raw.column("utterance_id").cast(pa.string()).to_pylist()
     paths = raw.column("path").cast(pa.string()).to_pylist()
     starts, ends = _float_column(raw, "start"), _float_column(raw, "end")
+    speakers = (raw.column(speaker_column).cast(pa.string()).to_pylist() if speaker_column in raw.column_names
+                else [None] * raw.num_rows)
 
     seen: set[str] = set()
-    out: dict[str, list] = {"input_id": [], "path": [], "start": [], "end": [], "manifest_error": []}
+    out: dict[str, list] = {"input_id": [], "path": [], "start": [], "end": [], "speaker": [], "manifest_error": []}
     duplicates = 0
-    for row, (uid, path, start, end) in enumerate(zip(ids, paths, starts, ends)):
+    for row, (uid, path, start, end, speaker) in enumerate(zip(ids, paths, starts, ends, speakers)):
         error = None
         if uid is None or uid.strip() == "":
             uid, error = f"__row{row}", "manifest: missing utterance_id"
@@ -145,10 +150,11 @@ def read_inputs(uri: str, storage: StorageConfig) -> InputSet:
         out["path"].append(resolved or "")
         out["start"].append(start if start is None or not math.isnan(start) else None)
         out["end"].append(end if end is None or not math.isnan(end) else None)
+        out["speaker"].append(speaker.strip() or None if speaker is not None else None)
         out["manifest_error"].append(error)
     table = pa.table(
         out,
         schema=pa.schema([("input_id", pa.string()), ("path", pa.string()), ("start", pa.float64()),
-                          ("end", pa.float64()), ("manifest_error", pa.string())]),
+                          ("end", pa.float64()), ("speaker", pa.string()), ("manifest_error", pa.string())]),
     )
     return InputSet(table=table, duplicates_collapsed=duplicates)

@@ -22,7 +22,9 @@ import torch
 from torch import nn
 
 from ray_ser.labels import NUM_CLASSES
+from ray_ser.io.audio import TARGET_SAMPLE_RATE
 from ray_ser.models.augment import SpeechAugmentOptions, augment_log_mel, augment_waveforms, band_limit
+from ray_ser.models.speaker_norm import normalize_speakers, sum_frames
 from ray_ser.models.weights import TINY_PREFIX, build_once
 
 __all__ = ["SpeechEncoderOptions", "AttentiveStatsPooling", "SpeechEmotionModel", "SpeechEncoderPredictor",
@@ -44,6 +46,9 @@ class SpeechEncoderOptions:
     max_seconds: float = 8.0
     # Band limit (Hz) applied to every clip in training and inference; None keeps the full band.
     max_frequency_hz: float | None = None
+    # Log-mel encoders: move each speaker's mean spectrum onto the training speakers' mean
+    # (ray_ser/models/speaker_norm.py says why). Needs each clip's speaker statistics.
+    speaker_normalization: bool = False
 
 
 class AttentiveStatsPooling(nn.Module):
@@ -80,6 +85,11 @@ class SpeechEmotionModel(nn.Module):
             window_s = encoder.config.max_source_positions * 2 * 160 / 16_000
             self._features = WhisperFeatureExtractor(feature_size=encoder.config.num_mel_bins,
                                                      chunk_length=int(window_s))
+        if options.speaker_normalization:
+            if not self.is_whisper:
+                raise ValueError("speaker_normalization works on log-mel input; use a Whisper encoder "
+                                 f"(got {encoder.config.model_type})")
+            self.register_buffer("reference_profile", torch.zeros(encoder.config.num_mel_bins))
         self.layer_weights = nn.Parameter(torch.zeros(layers))
         self.pooling = AttentiveStatsPooling(hidden, options.pooling_dim)
         self.classifier = nn.Sequential(nn.Dropout(options.dropout), nn.Linear(2 * hidden, NUM_CLASSES))
@@ -106,28 +116,48 @@ class SpeechEmotionModel(nn.Module):
     def head_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
 
+    def _log_mel(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whisper log-mel of the band-limited clips, padded to the window, and each clip's frame count."""
+        extractor = self._features
+        limit = self.options.max_frequency_hz
+        clips = [band_limit(np.asarray(a, dtype=np.float32)[: extractor.n_samples], limit) for a in audios]
+        mel = torch.from_numpy(extractor(clips, sampling_rate=TARGET_SAMPLE_RATE, return_tensors="np",
+                                         padding="max_length")["input_features"])
+        return mel, torch.tensor([max(1, c.size // extractor.hop_length) for c in clips])
+
+    def feature_sums(self, audios: Sequence[np.ndarray]) -> np.ndarray:
+        """Per clip, its log-mel summed over its frames, then the frame count: speaker statistics add these up."""
+        if not self.is_whisper:
+            raise ValueError("feature sums are defined on log-mel input (Whisper encoders)")
+        mel, frames = self._log_mel(audios)
+        return sum_frames(mel, frames)
+
+    def set_reference_profile(self, profile: np.ndarray) -> None:
+        """The spectrum every speaker is moved onto: the training speakers' mean profile."""
+        self.reference_profile.copy_(torch.as_tensor(profile, dtype=torch.float32))
+
     def prepare(self, audios: Sequence[np.ndarray], augment: SpeechAugmentOptions | None = None,
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                generator: torch.Generator | None = None,
+                speakers: Sequence[np.ndarray | None] | None = None) -> dict[str, torch.Tensor]:
         """The encoder's inputs for a batch of 16 kHz clips: waveforms or log-mel, plus a mask.
 
-        augment (training only) perturbs the batch; see ray_ser.models.augment.
+        speakers (speaker_normalization only) holds each clip's speaker statistics; a clip without them
+        is not shifted. augment (training only) perturbs the batch; see ray_ser.models.augment.
         """
-        limit = self.options.max_frequency_hz
         if not self.is_whisper:
-            clips = [band_limit(a, limit) for a in audios]
+            clips = [band_limit(a, self.options.max_frequency_hz) for a in audios]
             waves, mask = collate_waveforms(clips, self.options.max_seconds, self.options.normalize)
             if augment is not None and augment.active:
                 waves = augment_waveforms(waves, mask, augment, generator)
             return {"inputs": waves, "mask": mask}
-        extractor = self._features
-        clips = [band_limit(np.asarray(a, dtype=np.float32)[: extractor.n_samples], limit) for a in audios]
-        mel = torch.from_numpy(extractor(clips, sampling_rate=16_000, return_tensors="np",
-                                         padding="max_length")["input_features"])
+        mel, mel_frames = self._log_mel(audios)
+        if self.options.speaker_normalization:
+            mel = normalize_speakers(mel, mel_frames, self.reference_profile,
+                                     speakers if speakers is not None else [None] * len(audios))
         if augment is not None and augment.active:
-            mel_frames = torch.tensor([max(1, c.size // extractor.hop_length) for c in clips])
             mel = augment_log_mel(mel, mel_frames, augment, generator)
-        frames = extractor.nb_max_frames // 2  # the encoder's second conv halves the frame rate
-        lengths = torch.tensor([max(1, c.size // (2 * extractor.hop_length)) for c in clips])
+        frames = self._features.nb_max_frames // 2  # the encoder's second conv halves the frame rate
+        lengths = torch.clamp(mel_frames // 2, min=1)
         mask = (torch.arange(frames)[None, :] < lengths[:, None]).long()
         return {"inputs": mel, "mask": mask}
 
@@ -216,23 +246,32 @@ def collate_waveforms(audios: Sequence[np.ndarray], max_seconds: float = 8.0,
 
 
 class SpeechEncoderPredictor:
-    """The branch's inference adapter: ``predict_batch(audios) -> probabilities [n, 8]``."""
+    """The branch's inference adapter: ``predict_batch(audios) -> probabilities [n, 8]``.
+
+    A speaker-normalised checkpoint (``uses_speaker_statistics``) also takes each clip's speaker
+    statistics: ``feature_sums`` added up over all of that speaker's clips.
+    """
 
     input_kind = "audio"
 
     def __init__(self, model: SpeechEmotionModel, device: str = "cpu") -> None:
         self.model = model.to(device).eval()
         self.device = device
+        self.uses_speaker_statistics = model.options.speaker_normalization
 
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "cpu") -> SpeechEncoderPredictor:
         return cls(SpeechEmotionModel.load(checkpoint), device)
 
+    def feature_sums(self, audios: Sequence[np.ndarray]) -> np.ndarray:
+        return self.model.feature_sums(audios)
+
     @torch.inference_mode()
-    def predict_batch(self, audios: Sequence[np.ndarray]) -> np.ndarray:
+    def predict_batch(self, audios: Sequence[np.ndarray],
+                      speakers: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
         if not audios:
             return np.zeros((0, NUM_CLASSES), dtype=np.float32)
-        inputs = {k: v.to(self.device) for k, v in self.model.prepare(audios).items()}
+        inputs = {k: v.to(self.device) for k, v in self.model.prepare(audios, speakers=speakers).items()}
         logits = self.model(**inputs)
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 

@@ -2,7 +2,8 @@
 
 Audio branches read rows whose audio decoded; text branches read rows with a non-empty
 transcript; speech-LLM branches read the audio with whatever transcript there is. Other
-rows abstain (null label). A failure costs only the rows it touches:
+rows abstain (null label). A speaker-normalised branch also gets each row's speaker
+statistics from the pass before labeling (ray_ser/stages/speaker.py). A failure costs only the rows it touches:
 the batch is retried row by row and the reason lands in ``warnings``, so the other
 branches still vote on that row.
 """
@@ -27,13 +28,18 @@ _INPUT_COLUMNS = {"audio": ("audio",), "text": ("transcript",), "audio_text": ("
 
 
 class BranchStage:
-    def __init__(self, name: str, branch: BranchConfig, storage: StorageConfig, cache_dir: str) -> None:
+    def __init__(self, name: str, branch: BranchConfig, storage: StorageConfig, cache_dir: str,
+                 speaker_statistics: dict | None = None) -> None:
         from ray_ser.registry import load_branch_predictor
 
         self.name = name
         self.predictor = load_branch_predictor(branch, storage, cache_dir)
         self.input_kind = self.predictor.input_kind
-        self.requires = ("utterance_id", *_INPUT_COLUMNS[self.input_kind])
+        # speaker -> statistics; None: the branch does not use them, or none were computed
+        self.speaker_statistics = (speaker_statistics
+                                   if getattr(self.predictor, "uses_speaker_statistics", False) else None)
+        speaker_column = ("speaker",) if self.speaker_statistics is not None else ()
+        self.requires = ("utterance_id", *_INPUT_COLUMNS[self.input_kind], *speaker_column)
         self.adds = (f"{name}_label", f"{name}_probs")
         self.metrics = StageMetrics(f"branch_{name}")
 
@@ -61,6 +67,15 @@ class BranchStage:
     def _audio_of(self, item):
         return item[0] if self.input_kind == "audio_text" else item
 
+    def _predict(self, batch: pa.Table, todo: list[int], inputs: list) -> tuple[list, list[str | None]]:
+        if self.speaker_statistics is None:
+            return predict_isolating_failures(self.name, self.predictor.predict_batch, inputs)
+        speakers = batch.column("speaker").to_pylist()
+        items = [(x, self.speaker_statistics.get(speakers[i])) for i, x in zip(todo, inputs)]
+        return predict_isolating_failures(
+            self.name, lambda chunk: self.predictor.predict_batch([a for a, _ in chunk], [s for _, s in chunk]),
+            items)
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
@@ -68,8 +83,7 @@ class BranchStage:
         self.metrics.start()
         n = batch.num_rows
         todo, inputs, unreadable = self._inputs(batch)
-        predicted, failures = (predict_isolating_failures(self.name, self.predictor.predict_batch, inputs)
-                               if inputs else ([], []))
+        predicted, failures = self._predict(batch, todo, inputs) if inputs else ([], [])
         labels, probs, warnings = [None] * n, [None] * n, [None] * n
         for i, reason in unreadable.items():
             warnings[i] = reason

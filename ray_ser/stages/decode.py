@@ -29,6 +29,7 @@ def segment_id(input_id: str, start_s: float) -> str:
 class DecodeStage:
     requires = ("input_id", "path", "start", "end", "manifest_error")
     adds = ("utterance_id", "source", "duration", "segment_index", "segment_count", "audio", "status", "error")
+    passes = ("speaker",)  # optional: null when the inputs have no speakers
 
     def __init__(self, storage: StorageConfig, decode: DecodeConfig, skip_ids: frozenset[str] = frozenset()) -> None:
         from ray_ser.models.vad import SileroSegmenter, VadOptions
@@ -56,13 +57,15 @@ class DecodeStage:
         require_columns("decode", batch, self.requires)
         self.metrics.start()
         out: dict[str, list] = {name: [] for name in (
-            "utterance_id", "input_id", "source", "start", "end", "duration",
+            "utterance_id", "input_id", "source", "speaker", "start", "end", "duration",
             "segment_index", "segment_count", "audio", "status", "error")}
+        speaker = None
 
         def emit(uid, input_id, source, start, end, duration, index, count, audio, error):
             out["utterance_id"].append(uid)
             out["input_id"].append(input_id)
             out["source"].append(source)
+            out["speaker"].append(speaker)
             out["start"].append(start)
             out["end"].append(end)
             out["duration"].append(duration)
@@ -74,6 +77,7 @@ class DecodeStage:
 
         for row in batch.to_pylist():
             input_id, path, start, end = row["input_id"], row["path"], row["start"], row["end"]
+            speaker = row.get("speaker")
             if row["manifest_error"]:
                 emit(input_id, input_id, path, start, end, None, 0, 1, None, row["manifest_error"])
                 continue
@@ -102,6 +106,6 @@ class DecodeStage:
         self.metrics.finish(out["status"], sum(d for d in out["duration"] if d))
         return pa.table(out, schema=pa.schema([
             ("utterance_id", pa.string()), ("input_id", pa.string()), ("source", pa.string()),
-            ("start", pa.float64()), ("end", pa.float64()), ("duration", pa.float64()),
+            ("speaker", pa.string()), ("start", pa.float64()), ("end", pa.float64()), ("duration", pa.float64()),
             ("segment_index", pa.int32()), ("segment_count", pa.int32()), ("audio", pa.large_binary()),
             ("status", pa.string()), ("error", pa.string())]))

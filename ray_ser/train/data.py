@@ -22,10 +22,12 @@ class LabelledRow:
     path: str
     label: int
     text: str | None = None
+    speaker: str | None = None
 
 
 def read_labelled_manifest(uri: str, storage: StorageConfig, label_column: str = "emotion",
-                           corpus: str | None = None, text_column: str = "text") -> list[LabelledRow]:
+                           corpus: str | None = None, text_column: str = "text",
+                           speaker_column: str = "speaker") -> list[LabelledRow]:
     """Rows of a manifest with a label column (raises ManifestError if it lacks one)."""
     import posixpath
 
@@ -36,12 +38,15 @@ def read_labelled_manifest(uri: str, storage: StorageConfig, label_column: str =
         if needed not in table.column_names:
             raise ManifestError(f"training manifest {uri} lacks column {needed!r}")
     base = posixpath.dirname(uri)
-    texts = (table.column(text_column).to_pylist() if text_column in table.column_names
-             else [None] * table.num_rows)
+    def optional(column: str) -> list:
+        return table.column(column).to_pylist() if column in table.column_names else [None] * table.num_rows
+
     return [
-        LabelledRow(str(uid), resolve_path(str(path), base), index_of(normalize_label(str(label), corpus)), text)
-        for uid, path, label, text in zip(table.column("utterance_id").to_pylist(), table.column("path").to_pylist(),
-                                          table.column(label_column).to_pylist(), texts)
+        LabelledRow(str(uid), resolve_path(str(path), base), index_of(normalize_label(str(label), corpus)), text,
+                    None if speaker is None else str(speaker))
+        for uid, path, label, text, speaker in zip(
+            table.column("utterance_id").to_pylist(), table.column("path").to_pylist(),
+            table.column(label_column).to_pylist(), optional(text_column), optional(speaker_column))
     ]
 
 

@@ -38,11 +38,20 @@ class TrainFamily(Protocol):
 
     def inputs(self, model: torch.nn.Module, items: Sequence[Any]) -> dict[str, torch.Tensor]: ...
 
+    def fit_statistics(self, model: torch.nn.Module, examples: list[Example], val_examples: list[Example],
+                       train: TrainConfig) -> tuple[list[Example], list[Example]]: ...
+
     def loss(self, model: torch.nn.Module, inner: torch.nn.Module, items: Sequence[Any], labels: torch.Tensor,
              weights: torch.Tensor, loss_fn: EmotionLoss, to_device, train: TrainConfig) -> torch.Tensor: ...
 
 
-class _ClassifierLoss:
+class _NoCorpusStatistics:
+    def fit_statistics(self, model, examples, val_examples, train):
+        """Corpus-level statistics the model keeps (speaker statistics); most families have none."""
+        return examples, val_examples
+
+
+class _ClassifierLoss(_NoCorpusStatistics):
     """Families whose model returns label logits: the loss is the configured classification loss."""
 
     def loss(self, model, inner, items, labels, weights, loss_fn, to_device, train):
@@ -57,7 +66,24 @@ class SpeechEncoderFamily(_ClassifierLoss):
     def examples(self, rows, storage, train, merge_duplicates):
         from ray_ser.train.data import load_audio
 
-        return [Example(audio, row.label) for audio, row in zip(load_audio(list(rows), storage), rows)]
+        return [Example((audio, row.speaker), row.label) for audio, row in zip(load_audio(list(rows), storage), rows)]
+
+    def fit_statistics(self, model, examples, val_examples, train):
+        """Inputs become (audio, speaker statistics or None); the model keeps the reference profile."""
+        speakers: dict = {}
+        if train.speaker_normalization:
+            speakers = _speaker_statistics(model, examples)
+            if not speakers:
+                raise ValueError(f"train.speaker_normalization needs speakers: the manifest's "
+                                 f"{train.speaker_column!r} column is missing or empty")
+            from ray_ser.models.speaker_norm import reference_profile
+
+            model.set_reference_profile(reference_profile(speakers))
+
+        def attach(items):
+            return [Example((e.input[0], speakers.get(e.input[1])), e.label, e.weight) for e in items]
+
+        return attach(examples), attach(val_examples)
 
     def build(self, train):
         from ray_ser.models.speech_encoder import SpeechEmotionModel, SpeechEncoderOptions
@@ -65,15 +91,25 @@ class SpeechEncoderFamily(_ClassifierLoss):
         return SpeechEmotionModel.from_encoder(SpeechEncoderOptions(
             encoder=train.base_model, finetune=train.finetune, lora_rank=train.lora_rank,
             normalize=train.normalize_audio, max_seconds=train.max_seconds,
-            max_frequency_hz=train.max_frequency_hz))
+            max_frequency_hz=train.max_frequency_hz, speaker_normalization=train.speaker_normalization))
 
     def inputs(self, model, items):
-        return model.prepare(items)
+        return model.prepare([audio for audio, _ in items], speakers=[stats for _, stats in items])
 
     def training_inputs(self, model, items, train):
         from ray_ser.models.augment import SpeechAugmentOptions
 
-        return model.prepare(items, augment=SpeechAugmentOptions(**train.augment.model_dump()))
+        return model.prepare([audio for audio, _ in items], speakers=[stats for _, stats in items],
+                             augment=SpeechAugmentOptions(**train.augment.model_dump()))
+
+
+def _speaker_statistics(model, examples: list[Example], chunk: int = 64) -> dict:
+    from ray_ser.models.speaker_norm import add_statistics
+
+    known = [e.input for e in examples if e.input[1] is not None]
+    sums = [row for i in range(0, len(known), chunk)
+            for row in model.feature_sums([audio for audio, _ in known[i:i + chunk]])]
+    return add_statistics(zip([speaker for _, speaker in known], sums))
 
 
 class TextClassifierFamily(_ClassifierLoss):
@@ -99,7 +135,7 @@ class TextClassifierFamily(_ClassifierLoss):
         return model.encode(items)
 
 
-class SpeechLLMFamily:
+class SpeechLLMFamily(_NoCorpusStatistics):
     """SELM's objective: the model is taught to generate the label word after the prompt."""
 
     def examples(self, rows, storage, train, merge_duplicates):

@@ -66,7 +66,8 @@ def train_loop_per_worker(config: dict) -> None:
 
         train = train.model_copy(update={"base_model": localize_directory(
             train.base_model, storage, str(default_cache_dir()))})
-    rows = read_labelled_manifest(config["manifest"], storage, train.label_column, train.corpus, train.text_column)
+    rows = read_labelled_manifest(config["manifest"], storage, train.label_column, train.corpus, train.text_column,
+                                  train.speaker_column)
     if config.get("shots"):
         # Few-shot adaptation: fit the k shots; the curve reports the fit on those same shots.
         train_rows = val_rows = draw_shots(rows, **config["shots"])
@@ -74,10 +75,12 @@ def train_loop_per_worker(config: dict) -> None:
         train_rows, val_rows = split_rows(rows, train.val_fraction)
     counts = np.bincount([r.label for r in train_rows], minlength=NUM_CLASSES)
     examples = family.examples(train_rows, storage, train, merge_duplicates=True)
-    shard = examples[rank::world]
     val_shard = family.examples(val_rows[rank::world], storage, train, merge_duplicates=False)
-
     model = family.build(train)
+    # Every rank holds every training example, so corpus statistics agree across ranks.
+    examples, val_shard = family.fit_statistics(model, examples, val_shard, train)
+    shard = examples[rank::world]
+
     model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
     inner = model.module if hasattr(model, "module") else model
     device = next(inner.parameters()).device

@@ -1,5 +1,6 @@
 """Ray Train with 2 CPU workers on a real local Ray cluster (DDP over gloo), for each family."""
 
+import numpy as np
 import pytest
 
 from ray_ser.config import BranchConfig, StorageConfig
@@ -30,6 +31,43 @@ def test_speech_branch_two_workers_report_and_keep_the_best_checkpoint(tmp_path,
     predictor = BRANCH_PREDICTORS.get("speech_encoder")(result.checkpoint, branch, StorageConfig())
     assert predictor.model.options.max_frequency_hz == 4000  # inference hears the band training heard
     assert predictor.predict_batch([sf.read(corpus_rows[0]["path"], dtype="float32")[0]]).shape == (1, 8)
+
+
+def test_speaker_normalised_branch_keeps_the_training_speakers_reference(tmp_path, corpus):
+    from ray_ser.models.speaker_norm import add_statistics, reference_profile
+    from ray_ser.models.speech_encoder import tiny_encoder_checkpoint
+    from ray_ser.train.data import load_audio, read_labelled_manifest, split_rows
+
+    encoder = tiny_encoder_checkpoint("whisper", tmp_path / "enc")
+    branch = _branch("speech_encoder", str(encoder), finetune="full", epochs=1, max_seconds=6,
+                     max_frequency_hz=4000, speaker_normalization=True)
+    result = fit_branch("speech", branch, str(corpus), str(tmp_path / "runs"), StorageConfig())
+    predictor = BRANCH_PREDICTORS.get("speech_encoder")(result.checkpoint, branch, StorageConfig())
+    assert predictor.uses_speaker_statistics
+
+    # The reference is the mean profile of the training split's speakers, every worker agreeing.
+    train_rows, _ = split_rows(read_labelled_manifest(str(corpus), StorageConfig()), 0.3)
+    sums = predictor.feature_sums(load_audio(train_rows, StorageConfig()))
+    expected = reference_profile(add_statistics(zip([r.speaker for r in train_rows], sums)))
+    assert len({r.speaker for r in train_rows}) > 1
+    np.testing.assert_allclose(predictor.model.reference_profile.numpy(), expected, atol=1e-4)
+
+
+def test_speaker_normalisation_without_speakers_is_a_clear_error(tmp_path, corpus):
+    import csv
+
+    from ray_ser.models.speech_encoder import tiny_encoder_checkpoint
+
+    rows = list(csv.DictReader(open(corpus)))
+    manifest = tmp_path / "no_speakers.csv"
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["utterance_id", "path", "emotion"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    encoder = tiny_encoder_checkpoint("whisper", tmp_path / "enc")
+    branch = _branch("speech_encoder", str(encoder), finetune="full", epochs=1, speaker_normalization=True)
+    with pytest.raises(Exception, match="speaker_normalization needs speakers"):
+        fit_branch("speech", branch, str(manifest), str(tmp_path / "runs"), StorageConfig())
 
 
 def test_text_branch_with_lora_on_a_decoder_lm_checkpoints_to_s3(tmp_path, corpus, demo_config):
