@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ray_ser.labels import NUM_CLASSES
 from ray_ser.io.audio import TARGET_SAMPLE_RATE
+from ray_ser.labels import NUM_CLASSES
 from ray_ser.models.augment import SpeechAugmentOptions, augment_log_mel, augment_waveforms, band_limit
 from ray_ser.models.speaker_norm import normalize_speakers, sum_frames
 from ray_ser.models.weights import TINY_PREFIX, build_once
@@ -82,7 +82,7 @@ class SpeechEmotionModel(nn.Module):
         if self.is_whisper:
             from transformers import WhisperFeatureExtractor
 
-            window_s = encoder.config.max_source_positions * 2 * 160 / 16_000
+            window_s = encoder.config.max_source_positions * 2 * 160 / TARGET_SAMPLE_RATE
             self._features = WhisperFeatureExtractor(feature_size=encoder.config.num_mel_bins,
                                                      chunk_length=int(window_s))
         if options.speaker_normalization:

@@ -1,0 +1,54 @@
+"""The speaker-statistics stage on real batches, a real tiny checkpoint and real espeak audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import soundfile as sf
+
+from ray_ser.config import BranchConfig, StorageConfig
+from ray_ser.io.audio import to_bytes
+from ray_ser.registry import uses_speaker_statistics
+from ray_ser.stages.base import StageContractError
+from ray_ser.stages.speaker import SpeakerStatisticsStage, add_batches
+
+
+def test_statistics_add_up_per_speaker_across_batches_and_skip_unusable_rows(branch_checkpoints, corpus_rows,
+                                                                              tmp_path):
+    from ray_ser.models.speech_encoder import SpeechEncoderPredictor
+
+    branch = BranchConfig(family="speech_encoder", checkpoint=branch_checkpoints["speech"])
+    stage = SpeakerStatisticsStage({"speech": branch}, StorageConfig(), str(tmp_path))
+    clips = [sf.read(r["path"], dtype="float32")[0] for r in corpus_rows[:6]]
+    speakers = ["a", "b", "a", "a", "b", "a"]
+
+    def batch(lo, hi, extra_speakers=(), extra_audio=()):
+        return pa.table({"speaker": speakers[lo:hi] + list(extra_speakers),
+                         "audio": pa.array([to_bytes(c) for c in clips[lo:hi]] + list(extra_audio), pa.large_binary())})
+
+    first = stage(batch(0, 3, ["a", None, "b"], [b"\x01\x02", to_bytes(clips[0]), None]))
+    totals = add_batches([first, stage(batch(3, 6))])
+    sums = SpeechEncoderPredictor.load(branch_checkpoints["speech"]).feature_sums(clips)
+    for speaker in ("a", "b"):
+        expected = sums[[i for i, s in enumerate(speakers) if s == speaker]].sum(axis=0)
+        np.testing.assert_allclose(totals["speech"][speaker], expected, rtol=1e-6)
+    assert set(first.column("speaker").to_pylist()) == {"a", "b"}  # one row per speaker in a batch
+
+    with pytest.raises(StageContractError, match="speaker"):
+        stage(pa.table({"audio": pa.array([to_bytes(clips[0])], pa.large_binary())}))
+
+
+def test_only_a_speaker_normalised_checkpoint_asks_for_the_pass(branch_checkpoints, tmp_path):
+    from ray_ser.models.speech_encoder import SpeechEncoderPredictor
+
+    model = SpeechEncoderPredictor.load(branch_checkpoints["speech"]).model
+    normalised = model.__class__(model.encoder, model.options.__class__(
+        **{**model.options.__dict__, "speaker_normalization": True}))
+    normalised.save(tmp_path / "normalised")
+    assert not uses_speaker_statistics(BranchConfig(family="speech_encoder", checkpoint=branch_checkpoints["speech"]),
+                                       StorageConfig())
+    assert uses_speaker_statistics(BranchConfig(family="speech_encoder", checkpoint=str(tmp_path / "normalised")),
+                                   StorageConfig())
+    assert not uses_speaker_statistics(BranchConfig(family="text_classifier", checkpoint=branch_checkpoints["text"]),
+                                       StorageConfig())
