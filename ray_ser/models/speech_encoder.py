@@ -27,7 +27,7 @@ from ray_ser.models.augment import SpeechAugmentOptions, augment_log_mel, augmen
 from ray_ser.models.speaker_norm import normalize_speakers, sum_frames
 from ray_ser.models.weights import TINY_PREFIX, build_once
 
-__all__ = ["SpeechEncoderOptions", "AttentiveStatsPooling", "SpeechEmotionModel", "SpeechEncoderPredictor",
+__all__ = ["SpeechEncoderOptions", "LogMelClip", "AttentiveStatsPooling", "SpeechEmotionModel", "SpeechEncoderPredictor",
            "collate_waveforms", "tiny_encoder_checkpoint"]
 
 FineTune = Literal["frozen", "full", "lora"]
@@ -49,6 +49,28 @@ class SpeechEncoderOptions:
     # Log-mel encoders: move each speaker's mean spectrum onto the training speakers' mean
     # (ray_ser/models/speaker_norm.py says why). Needs each clip's speaker statistics.
     speaker_normalization: bool = False
+
+
+@dataclass(frozen=True)
+class LogMelClip:
+    """One clip's log-mel without most of its padding: training keeps these for every clip."""
+
+    mel: torch.Tensor   # [bins, kept]: the clip's frames and those its analysis window still overlaps
+    frames: int         # frames of the clip itself
+    pad: torch.Tensor   # [bins]: the value of every frame of pure padding after it
+
+    # An STFT frame overlaps the clip up to n_fft / hop = 400 / 160 frames past its end.
+    OVERLAP_FRAMES = 3
+
+    @classmethod
+    def crop(cls, padded: torch.Tensor, frames: int) -> LogMelClip:
+        kept = min(padded.shape[-1], frames + cls.OVERLAP_FRAMES)
+        return cls(padded[:, :kept].clone(), frames, padded[:, -1].clone())
+
+    def padded(self, window: int) -> torch.Tensor:
+        out = self.pad[:, None].expand(-1, window).clone()
+        out[:, : self.mel.shape[-1]] = self.mel
+        return out
 
 
 class AttentiveStatsPooling(nn.Module):
@@ -136,6 +158,38 @@ class SpeechEmotionModel(nn.Module):
         """The spectrum every speaker is moved onto: the training speakers' mean profile."""
         self.reference_profile.copy_(torch.as_tensor(profile, dtype=torch.float32))
 
+    def clip_inputs(self, audios: Sequence[np.ndarray],
+                    speakers: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray | LogMelClip]:
+        """The deterministic part of the encoder's input, per clip: what training computes once.
+
+        Band-limited waveforms for a waveform encoder; for a Whisper encoder, log-mel shifted by
+        each clip's speaker statistics (speaker_normalization; a clip without them is not shifted).
+        """
+        if not self.is_whisper:
+            return [band_limit(a, self.options.max_frequency_hz) for a in audios]
+        mel, frames = self._log_mel(audios)
+        if self.options.speaker_normalization:
+            mel = normalize_speakers(mel, frames, self.reference_profile,
+                                     speakers if speakers is not None else [None] * len(audios))
+        return [LogMelClip.crop(m, int(n)) for m, n in zip(mel, frames)]
+
+    def collate(self, clips: Sequence[np.ndarray | LogMelClip], augment: SpeechAugmentOptions | None = None,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """A batch of clip_inputs as the encoder's inputs plus a mask; augment (training only) perturbs it."""
+        augmenting = augment is not None and augment.active
+        if not self.is_whisper:
+            waves, mask = collate_waveforms(clips, self.options.max_seconds, self.options.normalize)
+            return {"inputs": augment_waveforms(waves, mask, augment, generator) if augmenting else waves,
+                    "mask": mask}
+        mel = torch.stack([clip.padded(self._features.nb_max_frames) for clip in clips])
+        mel_frames = torch.tensor([clip.frames for clip in clips])
+        if augmenting:
+            mel = augment_log_mel(mel, mel_frames, augment, generator)
+        frames = self._features.nb_max_frames // 2  # the encoder's second conv halves the frame rate
+        lengths = torch.clamp(mel_frames // 2, min=1)
+        mask = (torch.arange(frames)[None, :] < lengths[:, None]).long()
+        return {"inputs": mel, "mask": mask}
+
     def prepare(self, audios: Sequence[np.ndarray], augment: SpeechAugmentOptions | None = None,
                 generator: torch.Generator | None = None,
                 speakers: Sequence[np.ndarray | None] | None = None) -> dict[str, torch.Tensor]:
@@ -144,22 +198,7 @@ class SpeechEmotionModel(nn.Module):
         speakers (speaker_normalization only) holds each clip's speaker statistics; a clip without them
         is not shifted. augment (training only) perturbs the batch; see ray_ser.models.augment.
         """
-        if not self.is_whisper:
-            clips = [band_limit(a, self.options.max_frequency_hz) for a in audios]
-            waves, mask = collate_waveforms(clips, self.options.max_seconds, self.options.normalize)
-            if augment is not None and augment.active:
-                waves = augment_waveforms(waves, mask, augment, generator)
-            return {"inputs": waves, "mask": mask}
-        mel, mel_frames = self._log_mel(audios)
-        if self.options.speaker_normalization:
-            mel = normalize_speakers(mel, mel_frames, self.reference_profile,
-                                     speakers if speakers is not None else [None] * len(audios))
-        if augment is not None and augment.active:
-            mel = augment_log_mel(mel, mel_frames, augment, generator)
-        frames = self._features.nb_max_frames // 2  # the encoder's second conv halves the frame rate
-        lengths = torch.clamp(mel_frames // 2, min=1)
-        mask = (torch.arange(frames)[None, :] < lengths[:, None]).long()
-        return {"inputs": mel, "mask": mask}
+        return self.collate(self.clip_inputs(audios, speakers), augment, generator)
 
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.is_whisper:

@@ -78,8 +78,7 @@ def train_loop_per_worker(config: dict) -> None:
     val_shard = family.examples(val_rows[rank::world], storage, train, merge_duplicates=False)
     model = family.build(train)
     # Every rank holds every training example, so corpus statistics agree across ranks.
-    examples, val_shard = family.fit_statistics(model, examples, val_shard, train)
-    shard = examples[rank::world]
+    shard, val_shard = family.prepare_examples(model, examples, examples[rank::world], val_shard, train)
 
     model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
     inner = model.module if hasattr(model, "module") else model

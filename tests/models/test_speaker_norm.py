@@ -88,3 +88,13 @@ def test_waveform_encoders_refuse_speaker_normalisation(tmp_path):
     encoder = tiny_encoder_checkpoint("wavlm", tmp_path / "wavlm")
     with pytest.raises(ValueError, match="Whisper encoder"):
         SpeechEmotionModel.from_encoder(SpeechEncoderOptions(encoder=str(encoder), speaker_normalization=True))
+
+
+def test_cropped_clip_inputs_rebuild_the_extractors_padded_log_mel(whisper_encoder, corpus_clips):
+    """Training keeps each clip's log-mel without its padding; the batch must be what inference sees."""
+    model = _model(whisper_encoder, normalize=False)
+    clips = [audio for audio, _ in corpus_clips[:4]] + [np.zeros(80, np.float32), np.ones(16_000 * 7, np.float32)]
+    padded, _ = model._log_mel(clips)
+    kept = model.clip_inputs(clips)
+    assert max(c.mel.shape[-1] for c in kept[:4]) < padded.shape[-1]  # the padding is not stored
+    torch.testing.assert_close(model.collate(kept)["inputs"], padded, atol=0, rtol=0)
