@@ -138,9 +138,11 @@ def _render(utt: SynthUtterance) -> None:
             check=True, capture_output=True,
         )
         partial = target.with_suffix(".part.wav")
-        # PCM16 at 16 kHz mono is the corpus format; sox's resampler is deterministic.
+        # PCM16 at 16 kHz mono is the corpus format. sox dithers the 16-bit output with a
+        # random seed unless -R (repeatable) is given: two renders then differ by 2 LSB, which
+        # was enough to move the classical baseline's macro-F1 by up to 0.02 between demo runs.
         subprocess.run(
-            ["sox", raw, "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer", str(partial)],
+            ["sox", "-R", raw, "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer", str(partial)],
             check=True, capture_output=True,
         )
         partial.replace(target)

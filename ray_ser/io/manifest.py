@@ -150,7 +150,7 @@ def read_inputs(uri: str, storage: StorageConfig, speaker_column: str = "speaker
         out["path"].append(resolved or "")
         out["start"].append(start if start is None or not math.isnan(start) else None)
         out["end"].append(end if end is None or not math.isnan(end) else None)
-        out["speaker"].append(speaker.strip() or None if speaker is not None else None)
+        out["speaker"].append((speaker.strip() or None) if speaker is not None else None)
         out["manifest_error"].append(error)
     table = pa.table(
         out,

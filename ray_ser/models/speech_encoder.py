@@ -27,8 +27,8 @@ from ray_ser.models.augment import SpeechAugmentOptions, augment_log_mel, augmen
 from ray_ser.models.speaker_norm import normalize_speakers, sum_frames
 from ray_ser.models.weights import TINY_PREFIX, build_once
 
-__all__ = ["SpeechEncoderOptions", "LogMelClip", "AttentiveStatsPooling", "SpeechEmotionModel", "SpeechEncoderPredictor",
-           "collate_waveforms", "tiny_encoder_checkpoint"]
+__all__ = ["SpeechEncoderOptions", "LogMelClip", "AttentiveStatsPooling", "SpeechEmotionModel",
+           "SpeechEncoderPredictor", "collate_waveforms", "tiny_encoder_checkpoint"]
 
 FineTune = Literal["frozen", "full", "lora"]
 

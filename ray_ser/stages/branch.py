@@ -3,9 +3,9 @@
 Audio branches read rows whose audio decoded; text branches read rows with a non-empty
 transcript; speech-LLM branches read the audio with whatever transcript there is. Other
 rows abstain (null label). A speaker-normalised branch also gets each row's speaker
-statistics from the pass before labeling (ray_ser/stages/speaker.py). A failure costs only the rows it touches:
-the batch is retried row by row and the reason lands in ``warnings``, so the other
-branches still vote on that row.
+statistics from the pass before labeling (ray_ser/stages/speaker.py). A failure costs
+only the rows it touches: the batch is retried row by row and the reason lands in
+``warnings``, so the other branches still vote on that row.
 """
 
 from __future__ import annotations

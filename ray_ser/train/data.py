@@ -38,6 +38,7 @@ def read_labelled_manifest(uri: str, storage: StorageConfig, label_column: str =
         if needed not in table.column_names:
             raise ManifestError(f"training manifest {uri} lacks column {needed!r}")
     base = posixpath.dirname(uri)
+
     def optional(column: str) -> list:
         return table.column(column).to_pylist() if column in table.column_names else [None] * table.num_rows
 
