@@ -1,7 +1,7 @@
 """Decode: path -> 16 kHz mono audio rows, long recordings split into VAD segments.
 
 A row that cannot be read or decoded continues with status="error" and a reason;
-it is never dropped and never raises.
+it is never dropped and never raises. An input's speaker (null when none) passes through.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ def segment_id(input_id: str, start_s: float) -> str:
 class DecodeStage:
     requires = ("input_id", "path", "start", "end", "manifest_error")
     adds = ("utterance_id", "source", "duration", "segment_index", "segment_count", "audio", "status", "error")
-    passes = ("speaker",)  # optional: null when the inputs have no speakers
 
     def __init__(self, storage: StorageConfig, decode: DecodeConfig, skip_ids: frozenset[str] = frozenset()) -> None:
         from ray_ser.models.vad import SileroSegmenter, VadOptions

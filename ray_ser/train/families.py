@@ -82,9 +82,9 @@ class SpeechEncoderFamily(_ClassifierLoss):
 
             model.set_reference_profile(reference_profile(speakers))
 
-        def precompute(items, chunk=64):
-            inputs = [clip for i in range(0, len(items), chunk) for clip in model.clip_inputs(
-                [e.input[0] for e in items[i:i + chunk]], [speakers.get(e.input[1]) for e in items[i:i + chunk]])]
+        def precompute(items):
+            inputs = _in_chunks(model.clip_inputs, [e.input[0] for e in items],
+                                [speakers.get(e.input[1]) for e in items])
             return [Example(clip, e.label, e.weight) for clip, e in zip(inputs, items)]
 
         return precompute(shard), precompute(val_shard)
@@ -106,12 +106,16 @@ class SpeechEncoderFamily(_ClassifierLoss):
         return model.collate(items, augment=SpeechAugmentOptions(**train.augment.model_dump()))
 
 
-def _speaker_statistics(model, examples: list[Example], chunk: int = 64) -> dict:
+def _in_chunks(compute, *columns: list, size: int = 64) -> list:
+    """compute(*columns) slice by slice, results concatenated: a corpus's features never form one batch."""
+    return [row for i in range(0, len(columns[0]), size) for row in compute(*(c[i:i + size] for c in columns))]
+
+
+def _speaker_statistics(model, examples: list[Example]) -> dict:
     from ray_ser.models.speaker_norm import add_statistics
 
     known = [e.input for e in examples if e.input[1] is not None]
-    sums = [row for i in range(0, len(known), chunk)
-            for row in model.feature_sums([audio for audio, _ in known[i:i + chunk]])]
+    sums = _in_chunks(model.feature_sums, [audio for audio, _ in known])
     return add_statistics(zip([speaker for _, speaker in known], sums))
 
 
