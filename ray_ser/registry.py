@@ -39,6 +39,7 @@ def _faster_whisper(cfg, cache_dir):
     options = WhisperOptions(
         model=cfg.model, device=cfg.device, compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
         language=cfg.language, beam_size=cfg.beam_size, max_new_tokens=cfg.max_new_tokens,
+        pad_to_30s=cfg.pad_to_30s,
     )
     return WhisperCT2.load(options, cache_dir)
 

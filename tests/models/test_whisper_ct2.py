@@ -48,3 +48,17 @@ def test_unknown_model_dir_fails_clearly(tmp_path):
 
     with pytest.raises(Exception):
         WhisperCT2(str(tmp_path), WhisperOptions())
+
+
+def test_a_window_fitted_to_the_batch_transcribes_like_the_30s_window(cache_dir, whisper_model, corpus_rows):
+    from ray_ser.models.whisper_ct2 import WhisperCT2, WhisperOptions
+
+    audios = [sf.read(r["path"], dtype="float32")[0] for r in corpus_rows]
+    fitted = WhisperCT2.load(WhisperOptions(pad_to_30s=False), cache_dir)
+    longest = max(fitted._mel(a).shape[-1] for a in audios)
+    window = fitted._window_frames(longest)
+    assert window % 100 == 0 and longest + 200 <= window < longest + 300 and window < 3000
+    assert fitted._window_frames(2990) == whisper_model._window_frames(10) == 3000
+    full = [word_error_rate(r["text"], t.text) for r, t in zip(corpus_rows, whisper_model.predict_batch(audios))]
+    short = [word_error_rate(r["text"], t.text) for r, t in zip(corpus_rows, fitted.predict_batch(audios))]
+    assert np.mean(short) <= np.mean(full) + 0.05, (full, short)

@@ -1,0 +1,70 @@
+"""What padding Whisper's input to the batch's longest clip (asr.pad_to_30s=false) costs and buys.
+
+    .venv/bin/python bench/asr_window.py [--n 160] [--config demo]
+
+On a synthetic corpus of unseen speakers and sentences, prints for each window the ASR
+model's time per clip and its word error rate against the sentences the clips speak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import tempfile
+import time
+from pathlib import Path
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(substitutions + deletions + insertions, reference words), by word-level edit distance."""
+    ref = re.sub(r"[^a-z' ]", " ", reference.lower()).split()
+    hyp = re.sub(r"[^a-z' ]", " ", hypothesis.lower()).split()
+    row = list(range(len(hyp) + 1))
+    for i, word in enumerate(ref, 1):
+        previous, row[0] = row[0], i
+        for j, guess in enumerate(hyp, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != guess))
+    return row[-1], len(ref)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=160)
+    parser.add_argument("--config", default="demo")
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args()
+
+    import soundfile as sf
+
+    from ray_ser.config import load_config
+    from ray_ser.models.whisper_ct2 import WhisperCT2, WhisperOptions
+    from ray_ser.synth import synthesize_corpus
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="ray_ser_bench_"))
+    manifest = synthesize_corpus(work / "corpus", n=args.n, seed=321, split="heldout")
+    rows = list(csv.DictReader(open(manifest)))
+    audios = [sf.read(r["path"], dtype="float32")[0] for r in rows]
+    seconds = sum(a.size for a in audios) / 16000
+    profile = load_config(args.config)
+    cfg, cache_dir = profile.asr, profile.resolved_cache_dir()
+    batch = cfg.resources.batch_size
+    print(f"corpus: {len(audios)} clips, mean {seconds / len(audios):.2f} s; batches of {batch}, "
+          f"{cfg.cpu_threads} threads, {cfg.compute_type}")
+    for pad_to_30s in (True, False):
+        model = WhisperCT2.load(WhisperOptions(model=cfg.model, compute_type=cfg.compute_type,
+                                               cpu_threads=cfg.cpu_threads, language=cfg.language,
+                                               pad_to_30s=pad_to_30s), cache_dir)
+        model.predict_batch(audios[:1])  # warm-up
+        started = time.perf_counter()
+        texts = [t.text for i in range(0, len(audios), batch) for t in model.predict_batch(audios[i:i + batch])]
+        elapsed = time.perf_counter() - started
+        errors = [word_errors(r["text"], text) for r, text in zip(rows, texts)]
+        wer = sum(e for e, _ in errors) / sum(n for _, n in errors)
+        window = "30 s window" if pad_to_30s else "longest + 2 s"
+        print(f"pad_to_30s={str(pad_to_30s).lower():5s} ({window}): {elapsed / len(audios):.3f} s/clip, "
+              f"{seconds / elapsed:.1f} audio-s/s, WER {wer:.3f}")
+
+
+if __name__ == "__main__":
+    main()
