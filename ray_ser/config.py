@@ -135,12 +135,15 @@ class RayConfig(_Frozen):
     progress_bars: bool = Field(True, description="Ray Data progress output on the driver.")
 
 
-BranchFamily = Literal["speech_encoder", "text_classifier", "speech_llm"]
+BranchFamily = Literal["speech_encoder", "text_classifier", "speech_llm", "prosody"]
 _FINETUNE_MODES: dict[str, tuple[str, ...]] = {
     "speech_encoder": ("frozen", "full", "lora"),
     "text_classifier": ("lora", "full", "head"),
     "speech_llm": ("lora", "lora_audio", "full"),
+    "prosody": ("full",),
 }
+# Families whose features can be moved per speaker (train.speaker_normalization).
+SPEAKER_NORMALISED_FAMILIES = ("speech_encoder", "prosody")
 
 
 class SpeechAugmentConfig(_Frozen):
@@ -156,11 +159,13 @@ class SpeechAugmentConfig(_Frozen):
 class TrainConfig(_Frozen):
     """How `ray-ser train` fine-tunes one branch with Ray Train (TorchTrainer, DDP)."""
 
-    base_model: str = Field(
-        ..., description="What training starts from: a hub id, a local directory, or an offline alias "
-        "(offline:smollm2, offline:minilm). Never fetched at import time.")
+    base_model: str | None = Field(
+        None, description="What training starts from: a hub id, a local directory, or an offline alias "
+        "(offline:smollm2, offline:minilm). Never fetched at import time. Required except for prosody, "
+        "which trains a small network from scratch.")
     finetune: str = Field(
         "lora", description="speech_encoder: frozen | full | lora. text_classifier: lora | full | head. "
+        "prosody: full (the default there). "
         "speech_llm: lora (LoRA on the LM, projector trained, audio tower frozen: SELM) | lora_audio (the "
         "audio tower trained too, for an encoder that starts random) | full (everything, for a random LM).")
     lora_rank: int = Field(8, ge=1, description="LoRA rank when finetune=lora (alpha = 2 * rank).")
@@ -190,8 +195,8 @@ class TrainConfig(_Frozen):
         "inference too; None keeps the full band. A low limit hides voice quality from a model that would "
         "otherwise learn each training voice.")
     speaker_normalization: bool = Field(
-        False, description="speech_encoder (Whisper log-mel): move each speaker's mean spectrum onto the "
-        "training speakers' mean, in training and (kept in the checkpoint) in labeling, where the job "
+        False, description="speech_encoder (Whisper log-mel) and prosody: move each speaker's mean features "
+        "onto the training speakers' mean, in training and (kept in the checkpoint) in labeling, where the job "
         "computes speaker statistics first. Needs speaker_column; a clip without a speaker is not shifted.")
     speaker_column: str = Field("speaker", description="Manifest column naming each clip's speaker.")
     augment: SpeechAugmentConfig = Field(
@@ -242,7 +247,8 @@ class BranchConfig(_Frozen):
     """One voting branch: a model family, its checkpoint, its actor pool, its vote weight."""
 
     family: BranchFamily = Field(..., description="speech_encoder (audio in), text_classifier (transcript "
-                                 "in) or speech_llm (audio and transcript in, the answer generated).")
+                                 "in), speech_llm (audio and transcript in, the answer generated) or prosody "
+                                 "(audio in: a small network over acoustic functionals).")
     checkpoint: str | None = Field(
         None, description="Trained checkpoint directory or s3:// URI (what `ray-ser train` prints). "
         "Labeling and Serve need it.")
@@ -255,6 +261,14 @@ class BranchConfig(_Frozen):
     few_shot: FewShotConfig | None = Field(
         None, description="speech_llm only: in-context examples from a new domain (`ray-ser adapt` does "
         "the LoRA variant from the same section).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_defaults(cls, data: Any) -> Any:
+        """A prosody network has one way to train (from scratch, in full): finetune need not say so."""
+        if isinstance(data, dict) and data.get("family") == "prosody" and isinstance(data.get("train"), dict):
+            data = {**data, "train": {"finetune": "full", **data["train"]}}
+        return data
 
     @model_validator(mode="after")
     def _finetune_fits_family(self) -> BranchConfig:
@@ -269,8 +283,12 @@ class BranchConfig(_Frozen):
             raise ValueError(f"a vLLM engine spans llm.tensor_parallel_size={llm.tensor_parallel_size} GPUs, so "
                              f"its actor needs resources.num_gpus={llm.tensor_parallel_size} "
                              f"(got {self.resources.num_gpus})")
-        if self.train is not None and self.train.speaker_normalization and self.family != "speech_encoder":
-            raise ValueError(f"train.speaker_normalization applies to speech_encoder branches, not {self.family}")
+        if self.train is not None and self.train.speaker_normalization \
+                and self.family not in SPEAKER_NORMALISED_FAMILIES:
+            raise ValueError(f"train.speaker_normalization applies to {' and '.join(SPEAKER_NORMALISED_FAMILIES)} "
+                             f"branches, not {self.family}")
+        if self.train is not None and self.train.base_model is None and self.family != "prosody":
+            raise ValueError(f"train.base_model is required for {self.family} branches")
         if self.train is not None and self.train.finetune not in _FINETUNE_MODES[self.family]:
             raise ValueError(f"train.finetune={self.train.finetune!r} is not valid for {self.family}; "
                              f"expected one of {_FINETUNE_MODES[self.family]}")

@@ -76,6 +76,12 @@ def _speech_llm(checkpoint, branch, storage):
     return SpeechLLMPredictor.load(checkpoint, branch.llm_settings(), branch.device, shots)
 
 
+def _prosody(checkpoint, branch, storage):
+    from ray_ser.models.prosody import ProsodyPredictor
+
+    return ProsodyPredictor.load(checkpoint, branch.device)
+
+
 # branch family -> (local checkpoint dir, BranchConfig, StorageConfig) -> predictor with
 # input_kind ("audio" | "text" | "audio_text": (audio, transcript) pairs) and
 # predict_batch(inputs) -> probabilities [n, 8]
@@ -83,6 +89,7 @@ BRANCH_PREDICTORS: Registry[Callable] = Registry("branch family")
 BRANCH_PREDICTORS.register("speech_encoder", _speech_encoder)
 BRANCH_PREDICTORS.register("text_classifier", _text_classifier)
 BRANCH_PREDICTORS.register("speech_llm", _speech_llm)
+BRANCH_PREDICTORS.register("prosody", _prosody)
 
 
 def uses_speaker_statistics(branch, storage) -> bool:
@@ -92,7 +99,9 @@ def uses_speaker_statistics(branch, storage) -> bool:
 
     from ray_ser.io.storage import FileReader
 
-    if branch.family != "speech_encoder":
+    from ray_ser.config import SPEAKER_NORMALISED_FAMILIES
+
+    if branch.family not in SPEAKER_NORMALISED_FAMILIES:
         return False
     meta = json.loads(FileReader(storage).read(posixpath.join(branch.checkpoint, "branch.json")))
     return bool(meta.get("speaker_normalization", False))

@@ -19,7 +19,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["sum_frames", "add_statistics", "profile_of", "reference_profile", "normalize_speakers"]
+__all__ = ["sum_frames", "add_statistics", "profile_of", "reference_profile", "speaker_offsets",
+           "normalize_speakers"]
 
 # Speaker statistics are summed ``sum_frames`` rows: [bins + 1], the log-mel summed over every
 # frame of the speaker's clips, then the frame count. Sums add up across batches and workers.
@@ -58,6 +59,20 @@ def reference_profile(statistics: dict[str, np.ndarray]) -> np.ndarray:
     return np.mean(np.stack([profile_of(s) for s in statistics.values()]), axis=0).astype(np.float32)
 
 
+def speaker_offsets(reference: torch.Tensor, statistics: Sequence[np.ndarray | None]) -> torch.Tensor:
+    """[n, dims]: reference - each clip's speaker profile; zeros for a clip without statistics."""
+    offsets = torch.zeros(len(statistics), reference.shape[0], dtype=reference.dtype)
+    for i, stats in enumerate(statistics):
+        if stats is None:
+            continue
+        profile = torch.from_numpy(profile_of(stats)).to(reference.dtype)
+        if profile.shape[0] != reference.shape[0]:
+            raise ValueError(f"speaker statistics have {profile.shape[0]} dimensions, the features "
+                             f"{reference.shape[0]}")
+        offsets[i] = reference - profile
+    return offsets
+
+
 def normalize_speakers(mel: torch.Tensor, frames: torch.Tensor, reference: torch.Tensor,
                        statistics: Sequence[np.ndarray | None]) -> torch.Tensor:
     """Shift each clip's frames by (reference - its speaker's profile); padding is left as it is.
@@ -69,12 +84,5 @@ def normalize_speakers(mel: torch.Tensor, frames: torch.Tensor, reference: torch
     """
     if len(statistics) != mel.shape[0]:
         raise ValueError(f"{len(statistics)} speaker statistics for {mel.shape[0]} clips")
-    offsets = torch.zeros(mel.shape[0], mel.shape[1], dtype=mel.dtype)
-    for i, stats in enumerate(statistics):
-        if stats is None:
-            continue
-        profile = torch.from_numpy(profile_of(stats)).to(mel.dtype)
-        if profile.shape[0] != mel.shape[1]:
-            raise ValueError(f"speaker statistics have {profile.shape[0]} bins, the features {mel.shape[1]}")
-        offsets[i] = reference.to(mel.dtype) - profile
+    offsets = speaker_offsets(reference.to(mel.dtype), statistics)
     return torch.where(_valid_frames(mel, frames)[:, None, :], mel + offsets[:, :, None], mel)

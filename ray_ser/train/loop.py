@@ -61,7 +61,7 @@ def train_loop_per_worker(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(train.seed)
 
-    if train.base_model.startswith("s3://"):  # adapting a trained branch kept on S3
+    if (train.base_model or "").startswith("s3://"):  # adapting a trained branch kept on S3
         from ray_ser.io.storage import localize_directory
 
         train = train.model_copy(update={"base_model": localize_directory(
