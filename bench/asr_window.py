@@ -1,4 +1,4 @@
-"""What padding Whisper's input to the batch's longest clip (asr.pad_to_30s=false) costs and buys.
+"""What padding Whisper's input to each clip's length + 2 s (asr.pad_to_30s=false) costs and buys.
 
     .venv/bin/python bench/asr_window.py [--n 160] [--config demo]
 
@@ -61,7 +61,7 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         errors = [word_errors(r["text"], text) for r, text in zip(rows, texts)]
         wer = sum(e for e, _ in errors) / sum(n for _, n in errors)
-        window = "30 s window" if pad_to_30s else "longest + 2 s"
+        window = "30 s window" if pad_to_30s else "clip + 2 s"
         print(f"pad_to_30s={str(pad_to_30s).lower():5s} ({window}): {elapsed / len(audios):.3f} s/clip, "
               f"{seconds / elapsed:.1f} audio-s/s, WER {wer:.3f}")
 

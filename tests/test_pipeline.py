@@ -93,9 +93,12 @@ def test_branches_and_vote_on_every_decodable_row(tmp_path, corpus_rows, branch_
             assert row["status"] == "error" and row["label"] is None and row["error"].startswith("decode: ")
 
 
-def test_speaker_normalised_branch_gets_each_speakers_statistics(tmp_path, corpus_rows, branch_config):
-    """The job profiles every speaker before labeling: each row's probabilities are the model's own
-    answer given its speaker's statistics over all of that speaker's clips, bad rows included."""
+def test_speaker_normalised_branches_get_each_speakers_statistics(tmp_path, corpus_rows, branch_config):
+    """The job profiles every speaker before labeling, for each normalised branch (a speech encoder and
+    a prosody network): each row's probabilities are the model's own answer given its speaker's
+    statistics over all of that speaker's clips, bad rows included."""
+    from ray_ser.models.functionals import FUNCTIONAL_DIMS
+    from ray_ser.models.prosody import ProsodyEmotionModel, ProsodyOptions, ProsodyPredictor
     from ray_ser.models.speaker_norm import add_statistics
     from ray_ser.models.speech_encoder import SpeechEncoderPredictor
 
@@ -105,6 +108,11 @@ def test_speaker_normalised_branch_gets_each_speakers_statistics(tmp_path, corpu
     model.load_state_dict(predictor.model.state_dict(), strict=False)
     model.set_reference_profile(np.linspace(-0.6, 0.1, 80))
     model.save(tmp_path / "speech")
+    clips = {r["utterance_id"]: sf.read(r["path"], dtype="float32")[0] for r in corpus_rows}
+    prosody = ProsodyEmotionModel(ProsodyOptions(speaker_normalization=True))
+    prosody.set_reference_profile(prosody.functionals(list(clips.values())).mean(0))
+    prosody.fit_standardization(prosody.clip_inputs(list(clips.values())))
+    prosody.save(tmp_path / "prosody")
 
     root = tmp_path / "in"
     root.mkdir()
@@ -113,29 +121,32 @@ def test_speaker_normalised_branch_gets_each_speakers_statistics(tmp_path, corpu
     rows += [("anonymous", corpus_rows[0]["path"], ""), ("broken", str(root / "broken.wav"), corpus_rows[1]["speaker"])]
     with open(root / "manifest.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([("utterance_id", "path", "speaker"), *rows])
+    resources = {"num_cpus": 0.5, "batch_size": 8}
     cfg = branch_config.model_validate({**branch_config.model_dump(), "asr": {"enabled": False},
                                         "branches": {"speech": {**branch_config.branches["speech"].model_dump(),
-                                                                "checkpoint": str(tmp_path / "speech")}},
-                                        "vote": {"priority": ["speech"]}})
+                                                                "checkpoint": str(tmp_path / "speech")},
+                                                     "prosody": {"family": "prosody", "resources": resources,
+                                                                 "checkpoint": str(tmp_path / "prosody")}},
+                                        "vote": {"priority": ["speech", "prosody"]}})
     run_label_job(cfg, str(root / "manifest.csv"), str(tmp_path / "out"))
     table = read_output(str(tmp_path / "out"), cfg.storage)
     _check_exactly_once(table, [uid for uid, _, _ in rows])
     out = {r["utterance_id"]: r for r in table.to_pylist()}
     assert out["broken"]["status"] == "error" and out["anonymous"]["speaker"] is None
-
-    labelled = SpeechEncoderPredictor.load(tmp_path / "speech")
-    clips = {r["utterance_id"]: sf.read(r["path"], dtype="float32")[0] for r in corpus_rows}
     speaker_of = {r["utterance_id"]: r["speaker"] for r in corpus_rows}
-    stats = add_statistics(zip(speaker_of.values(), labelled.feature_sums(list(clips.values()))))
-    assert len(stats) > 1
-    expected = labelled.predict_batch(list(clips.values()), [stats[speaker_of[u]] for u in clips])
-    unnormalised = labelled.predict_batch(list(clips.values()))
-    got = np.array([out[u]["speech_probs"] for u in clips])
-    np.testing.assert_allclose(got, expected, atol=1e-4)
-    assert not np.allclose(got, unnormalised, atol=1e-4)
     assert all(out[u]["speaker"] == speaker_of[u] for u in clips)
-    # No speaker: the clip is labelled as it is.
-    np.testing.assert_allclose(out["anonymous"]["speech_probs"], unnormalised[0], atol=1e-4)
+
+    for name, labelled, dims in [("speech", SpeechEncoderPredictor.load(tmp_path / "speech"), 80),
+                                 ("prosody", ProsodyPredictor.load(tmp_path / "prosody"), FUNCTIONAL_DIMS)]:
+        stats = add_statistics(zip(speaker_of.values(), labelled.feature_sums(list(clips.values()))))
+        assert len(stats) > 1 and all(s.shape == (dims + 1,) for s in stats.values())
+        expected = labelled.predict_batch(list(clips.values()), [stats[speaker_of[u]] for u in clips])
+        unnormalised = labelled.predict_batch(list(clips.values()))
+        got = np.array([out[u][f"{name}_probs"] for u in clips])
+        np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=name)
+        assert not np.allclose(got, unnormalised, atol=1e-4), name
+        # No speaker: the clip is labelled as it is.
+        np.testing.assert_allclose(out["anonymous"][f"{name}_probs"], unnormalised[0], atol=1e-4, err_msg=name)
 
 
 def test_resume_after_interruption_no_duplicates_nothing_lost(tmp_path, corpus_rows, demo_config):

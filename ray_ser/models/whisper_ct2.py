@@ -1,12 +1,12 @@
 """Whisper on CTranslate2, batched ACROSS utterances.
 
 faster-whisper's pipelines batch the chunks of one long file; a corpus of short
-clips gains nothing from that. Here the clips of a batch are padded to one window,
+clips gains nothing from that. Here the clips of a batch are padded to a window,
 stacked, encoded once and decoded by one ``generate`` call.
 
-The window is Whisper's 30 s, as it was trained, or (``pad_to_30s=False``) the batch's
-longest clip plus 2 s: the encoder's cost grows with the window, so a batch of
-3 s clips is transcribed ~9x faster (bench/asr_window.py measures speed and word error rate).
+The window is Whisper's 30 s, as it was trained, or (``pad_to_30s=False``) each clip's
+own length plus 2 s, clips of one window length going together: the encoder's cost grows
+with the window, so 3 s clips are transcribed ~9x faster (bench/asr_window.py measures speed and word error rate).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ __all__ = ["WhisperOptions", "WhisperCT2", "resolve_whisper_model"]
 _WINDOW_SAMPLES = 30 * 16_000
 _WINDOW_FRAMES = 3000
 _FRAMES_PER_SECOND = 100
-# Trailing silence after the longest clip: the 30 s window's word error rate
-# on bench/asr_window.py's corpus was 0.32; 1 s of margin gave 0.35, 2 s gave 0.27 (4 s: 0.27, 8 s: 0.28).
+# Trailing silence after a clip. On bench/asr_window.py's corpus the 30 s window's word error rate
+# was 0.32; margins of 1, 2, 4 and 8 s (measured padding batches to their longest clip) gave 0.35,
+# 0.27, 0.27 and 0.28, and 2 s per clip gives 0.26.
 _MARGIN_FRAMES = 2 * _FRAMES_PER_SECOND
 
 
@@ -89,24 +90,31 @@ class WhisperCT2:
     def _mel(self, audio: np.ndarray) -> np.ndarray:
         return self.features(np.asarray(audio, dtype=np.float32)[:_WINDOW_SAMPLES], padding=0)
 
-    def _window_frames(self, longest: int) -> int:
-        """Frames every clip of a batch is padded to: 30 s, or its longest clip + 2 s in whole seconds."""
+    def _window_frames(self, frames: int) -> int:
+        """Frames a clip is padded to: 30 s, or the clip's own length + 2 s in whole seconds."""
         if self.options.pad_to_30s:
             return _WINDOW_FRAMES
-        seconds = -(-(longest + _MARGIN_FRAMES) // _FRAMES_PER_SECOND)
+        seconds = -(-(frames + _MARGIN_FRAMES) // _FRAMES_PER_SECOND)
         return min(_WINDOW_FRAMES, seconds * _FRAMES_PER_SECOND)
 
     def predict_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
-        if not audios:
-            return []
+        """Clips that share a window are encoded and decoded together. A clip's window depends on
+        the clip alone, so its transcript does not depend on what it was batched with."""
         mels = [self._mel(a) for a in audios]
-        window = self._window_frames(max(m.shape[-1] for m in mels))
-        mels = np.ascontiguousarray(
-            np.stack([np.pad(m, ((0, 0), (0, max(0, window - m.shape[-1]))))[:, :window] for m in mels]),
-            dtype=np.float32)
+        windows = [self._window_frames(m.shape[-1]) for m in mels]
+        out: list[Transcript] = [None] * len(mels)  # type: ignore[list-item]
+        for window in sorted(set(windows)):
+            chosen = [i for i, w in enumerate(windows) if w == window]
+            batch = np.stack([np.pad(mels[i], ((0, 0), (0, max(0, window - mels[i].shape[-1]))))[:, :window]
+                              for i in chosen])
+            for i, transcript in zip(chosen, self._transcribe(np.ascontiguousarray(batch, dtype=np.float32))):
+                out[i] = transcript
+        return out
+
+    def _transcribe(self, mels: np.ndarray) -> list[Transcript]:
         encoded = self.model.encode(self._ct2.StorageView.from_array(mels))
         if self.options.language is not None or not self.model.is_multilingual:
-            languages = [self.options.language or "en"] * len(audios)
+            languages = [self.options.language or "en"] * len(mels)
         else:
             detected = self.model.detect_language(encoded)
             languages = [pairs[0][0][2:-2] for pairs in detected]

@@ -108,3 +108,26 @@ def test_speech_llm_lora_under_ray_train_then_few_shot_adaptation(tmp_path, corp
     assert len(adapted.history) == 2 and adapted.checkpoint.startswith(str(tmp_path / "adapted"))
     after = SpeechLLMPredictor.load(adapted.checkpoint, settings).predict_batch(corpus_clips[:3])
     assert not np.allclose(after, base, atol=1e-4)  # the adapter moved the merged weights
+
+
+def test_prosody_branch_workers_agree_on_the_reference_and_standardisation(tmp_path, corpus):
+    """Every rank computes the functionals of the whole training split, so the reference profile
+    and the input standardisation in the checkpoint are the training split's, whoever wrote it."""
+    from ray_ser.models.speaker_norm import add_statistics, reference_profile
+    from ray_ser.train.data import load_audio, read_labelled_manifest, split_rows
+
+    branch = BranchConfig.model_validate({"family": "prosody", "train": {
+        "epochs": 3, "batch_size": 4, "val_fraction": 0.3, "num_workers": 2, "speaker_normalization": True}})
+    result = fit_branch("prosody", branch, str(corpus), str(tmp_path / "runs"), StorageConfig())
+    assert [h["epoch"] for h in result.history] == [0, 1, 2]
+    predictor = BRANCH_PREDICTORS.get("prosody")(result.checkpoint, branch, StorageConfig())
+    assert predictor.uses_speaker_statistics
+
+    train_rows, _ = split_rows(read_labelled_manifest(str(corpus), StorageConfig()), 0.3)
+    audios = load_audio(train_rows, StorageConfig())
+    model = predictor.model
+    stats = add_statistics(zip([r.speaker for r in train_rows], model.feature_sums(audios)))
+    np.testing.assert_allclose(model.reference_profile.numpy(), reference_profile(stats), rtol=1e-5, atol=1e-4)
+    inputs = np.stack(model.clip_inputs(audios, [stats[r.speaker] for r in train_rows]))
+    np.testing.assert_allclose(model.input_mean.numpy(), inputs.mean(0), rtol=1e-4, atol=1e-3)
+    assert predictor.predict_batch(audios[:2], [stats[r.speaker] for r in train_rows[:2]]).shape == (2, 8)
