@@ -18,7 +18,7 @@ from pathlib import Path
 from ray_ser.config import LabelConfig, load_config
 from ray_ser.pipeline import LabelSummary, ray_session, run_label_job
 
-__all__ = ["DemoSizes", "DemoResult", "upload_corpus", "run_demo"]
+__all__ = ["DemoSizes", "DemoResult", "upload_corpus", "label_and_score", "run_demo"]
 
 BUCKET = "ray-ser-demo"
 TEST_SETS = {"heldout": "unseen speakers + sentences", "seen": "training speakers, new utterances"}
@@ -96,6 +96,21 @@ def _baseline_scores(train_manifest: Path, tests: dict[str, Path]) -> dict[str, 
     return scores
 
 
+def label_and_score(cfg: LabelConfig, tests: dict[str, tuple[Path, str]]) -> tuple[dict, dict]:
+    """Label each test corpus (name -> (local manifest with truth, uploaded manifest URI)) through the
+    full pipeline into s3://BUCKET/labels/NAME; return each run's summary and each branch's and the vote's scores."""
+    from ray_ser.evaluate import score_labels
+    from ray_ser.io.sink import read_output
+
+    summaries, scores = {}, {}
+    for name, (manifest, uri) in tests.items():
+        output = f"s3://{BUCKET}/labels/{name}"
+        summaries[name] = run_label_job(cfg, uri, output)
+        rows = read_output(output, cfg.storage).to_pylist()
+        scores[name] = score_labels(rows, _truth(manifest), tuple(cfg.branches))
+    return summaries, scores
+
+
 def label_command(profile: str, checkpoints: dict[str, str]) -> str:
     parts = ["ray-ser", "label", "--config", profile, "--input", "MANIFEST_OR_PREFIX", "--output", "OUT_URI"]
     for name, path in checkpoints.items():
@@ -105,9 +120,7 @@ def label_command(profile: str, checkpoints: dict[str, str]) -> str:
 
 def run_demo(workdir: str | Path, sizes: DemoSizes = DemoSizes(), seed: int = 7, profile: str = "demo",
              overrides: tuple[str, ...] = ()) -> DemoResult:
-    from ray_ser.evaluate import score_labels
     from ray_ser.io.embedded_s3 import embedded_s3
-    from ray_ser.io.sink import read_output
     from ray_ser.report import format_demo
     from ray_ser.synth import synthesize_corpus
     from ray_ser.train.loop import fit_branch
@@ -131,12 +144,7 @@ def run_demo(workdir: str | Path, sizes: DemoSizes = DemoSizes(), seed: int = 7,
                 result = fit_branch(name, branch, uris["train"], str(workdir / "checkpoints"), cfg.storage)
                 training[name], checkpoints[name] = result, result.checkpoint
             cfg = load_config(profile, [*base, *(f"branches.{n}.checkpoint={p}" for n, p in checkpoints.items())])
-            summaries, scores = {}, {}
-            for name in TEST_SETS:
-                output = f"s3://{BUCKET}/labels/{name}"
-                summaries[name] = run_label_job(cfg, uris[name], output)
-                rows = read_output(output, cfg.storage).to_pylist()
-                scores[name] = score_labels(rows, _truth(corpora[name]), tuple(cfg.branches))
+            summaries, scores = label_and_score(cfg, {name: (corpora[name], uris[name]) for name in TEST_SETS})
         baseline = _baseline_scores(corpora["train"], {n: corpora[n] for n in TEST_SETS})
         for name in TEST_SETS:
             scores[name]["baseline"] = baseline[name]

@@ -1,4 +1,7 @@
-"""Speaker-level normalisation of log-mel features: the standard answer to speaker shift in SER.
+"""Speaker-level normalisation of features: the standard answer to speaker shift in SER.
+
+Written for log-mel frames (the speech encoder); the prosody branch applies the same profiles
+and offsets to its per-clip functionals (one "frame" per clip).
 
 A voice's timbre, breathiness and loudness colour every clip it speaks, and a model trained
 on a handful of voices learns that colour as emotion: an unseen breathy voice reads as
