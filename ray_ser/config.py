@@ -106,7 +106,7 @@ class AsrConfig(_Frozen):
     max_new_tokens: int = Field(160, ge=8, le=440, description="Upper bound on tokens per transcript.")
     pad_to_30s: bool = Field(
         True, description="faster-whisper: pad every clip to Whisper's 30 s window, as it was trained. False "
-        "pads each clip to its own length + 2 s: ~9x faster on 3 s clips, at a word error rate no worse on the "
+        "pads each clip to its own length + 2 s: ~10x faster on 3 s clips, at a word error rate no worse on the "
         "demo corpus (bench/asr_window.py); measure it on your own audio first.")
     runtime_env: dict[str, Any] | None = Field(
         None, description="Ray runtime_env for the ASR actors (how whisperx gets its own torch)."

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ray_ser.labels import NUM_CLASSES
+from ray_ser.models.audio_predictor import AudioEmotionPredictor
 from ray_ser.models.functionals import FUNCTIONAL_DIMS, prosody_features
 from ray_ser.models.speaker_norm import speaker_offsets
 
@@ -66,10 +67,14 @@ class ProsodyEmotionModel(nn.Module):
             return np.zeros((0, FUNCTIONAL_DIMS), dtype=np.float32)
         return np.stack([prosody_features(a) for a in audios]).astype(np.float32)
 
+    @staticmethod
+    def sums_of(values: np.ndarray) -> np.ndarray:
+        """Speaker statistics rows of clips' functionals: the values and a count of 1, added up per speaker."""
+        values = np.asarray(values, dtype=np.float64).reshape(-1, FUNCTIONAL_DIMS)
+        return np.concatenate([values, np.ones((len(values), 1))], axis=1)
+
     def feature_sums(self, audios: Sequence[np.ndarray]) -> np.ndarray:
-        """Per clip, its functionals and a count of 1: speaker statistics add these up."""
-        values = self.functionals(audios)
-        return np.concatenate([values, np.ones((len(values), 1), dtype=np.float32)], axis=1).astype(np.float64)
+        return self.sums_of(self.functionals(audios))
 
     def set_reference_profile(self, profile: np.ndarray) -> None:
         """The functionals every speaker is moved onto: the training speakers' mean profile."""
@@ -122,27 +127,7 @@ class ProsodyEmotionModel(nn.Module):
         return model.eval()
 
 
-class ProsodyPredictor:
-    """The branch's inference adapter: ``predict_batch(audios, speakers=None) -> probabilities [n, 8]``."""
+class ProsodyPredictor(AudioEmotionPredictor):
+    """The prosody branch's inference adapter (ray_ser/models/audio_predictor.py)."""
 
-    input_kind = "audio"
-
-    def __init__(self, model: ProsodyEmotionModel, device: str = "cpu") -> None:
-        self.model = model.to(device).eval()
-        self.device = device
-        self.uses_speaker_statistics = model.options.speaker_normalization
-
-    @classmethod
-    def load(cls, checkpoint: str | Path, device: str = "cpu") -> ProsodyPredictor:
-        return cls(ProsodyEmotionModel.load(checkpoint), device)
-
-    def feature_sums(self, audios: Sequence[np.ndarray]) -> np.ndarray:
-        return self.model.feature_sums(audios)
-
-    @torch.inference_mode()
-    def predict_batch(self, audios: Sequence[np.ndarray],
-                      speakers: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
-        if not audios:
-            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
-        inputs = {k: v.to(self.device) for k, v in self.model.prepare(audios, speakers).items()}
-        return torch.softmax(self.model(**inputs).float(), dim=-1).cpu().numpy()
+    model_class = ProsodyEmotionModel

@@ -23,6 +23,7 @@ from torch import nn
 
 from ray_ser.io.audio import TARGET_SAMPLE_RATE
 from ray_ser.labels import NUM_CLASSES
+from ray_ser.models.audio_predictor import AudioEmotionPredictor
 from ray_ser.models.augment import SpeechAugmentOptions, augment_log_mel, augment_waveforms, band_limit
 from ray_ser.models.speaker_norm import normalize_speakers, sum_frames
 from ray_ser.models.weights import TINY_PREFIX, build_once
@@ -284,35 +285,10 @@ def collate_waveforms(audios: Sequence[np.ndarray], max_seconds: float = 8.0,
     return batch, mask
 
 
-class SpeechEncoderPredictor:
-    """The branch's inference adapter: ``predict_batch(audios) -> probabilities [n, 8]``.
+class SpeechEncoderPredictor(AudioEmotionPredictor):
+    """The speech-encoder branch's inference adapter (ray_ser/models/audio_predictor.py)."""
 
-    A speaker-normalised checkpoint (``uses_speaker_statistics``) also takes each clip's speaker
-    statistics: ``feature_sums`` added up over all of that speaker's clips.
-    """
-
-    input_kind = "audio"
-
-    def __init__(self, model: SpeechEmotionModel, device: str = "cpu") -> None:
-        self.model = model.to(device).eval()
-        self.device = device
-        self.uses_speaker_statistics = model.options.speaker_normalization
-
-    @classmethod
-    def load(cls, checkpoint: str | Path, device: str = "cpu") -> SpeechEncoderPredictor:
-        return cls(SpeechEmotionModel.load(checkpoint), device)
-
-    def feature_sums(self, audios: Sequence[np.ndarray]) -> np.ndarray:
-        return self.model.feature_sums(audios)
-
-    @torch.inference_mode()
-    def predict_batch(self, audios: Sequence[np.ndarray],
-                      speakers: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
-        if not audios:
-            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
-        inputs = {k: v.to(self.device) for k, v in self.model.prepare(audios, speakers=speakers).items()}
-        logits = self.model(**inputs)
-        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    model_class = SpeechEmotionModel
 
 
 _TINY_FAMILIES = {

@@ -6,7 +6,8 @@ stacked, encoded once and decoded by one ``generate`` call.
 
 The window is Whisper's 30 s, as it was trained, or (``pad_to_30s=False``) each clip's
 own length plus 2 s, clips of one window length going together: the encoder's cost grows
-with the window, so 3 s clips are transcribed ~9x faster (bench/asr_window.py measures speed and word error rate).
+with the window, so 3 s clips are transcribed ~10x faster (bench/asr_window.py measures
+speed and word error rate).
 """
 
 from __future__ import annotations

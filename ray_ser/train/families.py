@@ -139,9 +139,9 @@ class ProsodyFamily(_ClipsWithSpeakers, _ClassifierLoss):
         from ray_ser.models.speaker_norm import add_statistics
 
         values = np.stack(_in_chunks(model.functionals, [e.input[0] for e in corpus]))
-        speakers = add_statistics((e.input[1], np.append(v, 1.0)) for e, v in zip(corpus, values)
-                                  if e.input[1] is not None) if train.speaker_normalization else {}
-        speakers = _fit_reference(model, train, speakers)
+        known = [i for i, e in enumerate(corpus) if e.input[1] is not None]
+        speakers = _fit_reference(model, train, add_statistics(
+            zip([corpus[i].input[1] for i in known], model.sums_of(values[known]))) if known else {})
         inputs = model.inputs_from_functionals(values, [speakers.get(e.input[1]) for e in corpus])
         model.fit_standardization(inputs)
         by_example = {id(e): x for e, x in zip(corpus, inputs)}

@@ -1,0 +1,45 @@
+"""The inference adapter shared by the audio classifiers (speech encoder, prosody network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+import numpy as np
+import torch
+
+from ray_ser.labels import NUM_CLASSES
+
+__all__ = ["AudioEmotionPredictor"]
+
+
+class AudioEmotionPredictor:
+    """``predict_batch(audios, speakers=None) -> probabilities [n, 8]`` over a model with
+    ``load``, ``prepare(audios, speakers=...)``, ``feature_sums`` and ``options.speaker_normalization``.
+
+    A speaker-normalised checkpoint (``uses_speaker_statistics``) also takes each clip's speaker
+    statistics: ``feature_sums`` added up over all of that speaker's clips; None leaves a clip as it is.
+    """
+
+    input_kind = "audio"
+    model_class: ClassVar[type]
+
+    def __init__(self, model: torch.nn.Module, device: str = "cpu") -> None:
+        self.model = model.to(device).eval()
+        self.device = device
+        self.uses_speaker_statistics = model.options.speaker_normalization
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, device: str = "cpu") -> AudioEmotionPredictor:
+        return cls(cls.model_class.load(checkpoint), device)
+
+    def feature_sums(self, audios: Sequence[np.ndarray]) -> np.ndarray:
+        return self.model.feature_sums(audios)
+
+    @torch.inference_mode()
+    def predict_batch(self, audios: Sequence[np.ndarray],
+                      speakers: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
+        if not audios:
+            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
+        inputs = {k: v.to(self.device) for k, v in self.model.prepare(audios, speakers=speakers).items()}
+        return torch.softmax(self.model(**inputs).float(), dim=-1).cpu().numpy()
