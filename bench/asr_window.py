@@ -10,22 +10,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import re
 import tempfile
 import time
 from pathlib import Path
-
-
-def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(substitutions + deletions + insertions, reference words), by word-level edit distance."""
-    ref = re.sub(r"[^a-z' ]", " ", reference.lower()).split()
-    hyp = re.sub(r"[^a-z' ]", " ", hypothesis.lower()).split()
-    row = list(range(len(hyp) + 1))
-    for i, word in enumerate(ref, 1):
-        previous, row[0] = row[0], i
-        for j, guess in enumerate(hyp, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != guess))
-    return row[-1], len(ref)
 
 
 def main() -> None:
@@ -38,6 +25,7 @@ def main() -> None:
     import soundfile as sf
 
     from ray_ser.config import load_config
+    from ray_ser.evaluate import word_errors
     from ray_ser.models.whisper_ct2 import WhisperCT2, WhisperOptions
     from ray_ser.synth import synthesize_corpus
 
