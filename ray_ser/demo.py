@@ -3,8 +3,9 @@
 1. synthesize a training corpus and two test corpora: unseen speakers and sentences
    ("heldout"), and new utterances of the training speakers ("seen");
 2. start an embedded S3 and upload all three;
-3. train every configured branch with Ray Train (checkpoints under workdir/checkpoints);
-4. label both test corpora through the full pipeline into Parquet on the embedded S3;
+3. train every configured branch with Ray Train, side by side as far as the CPUs allow
+   (checkpoints under workdir/checkpoints);
+4. label both test corpora in one run of the full pipeline into Parquet on the embedded S3;
 5. score each branch, the vote and the classical baseline; print the reuse command.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from ray_ser.config import LabelConfig, load_config
 from ray_ser.pipeline import LabelSummary, ray_session, run_label_job
 
-__all__ = ["DemoSizes", "DemoResult", "upload_corpus", "label_and_score", "run_demo"]
+__all__ = ["DemoSizes", "DemoResult", "upload_corpus", "upload_test_sets", "label_and_score", "run_demo"]
 
 BUCKET = "ray-ser-demo"
 TEST_SETS = {"heldout": "unseen speakers + sentences", "seen": "training speakers, new utterances"}
@@ -34,12 +35,26 @@ class DemoSizes:
 @dataclass(frozen=True)
 class DemoResult:
     config: LabelConfig                        # with the trained checkpoints filled in
-    summaries: dict[str, LabelSummary]         # test set -> labeling run
+    summary: LabelSummary                      # the one labeling run over every test set
     scores: dict[str, dict[str, dict]]         # test set -> branch / "vote" / "baseline" -> metrics
     training: dict = field(default_factory=dict)  # branch -> TrainResult
     local_copy: Path = Path(".")
     label_command: str = ""
     report: str = ""
+
+
+def _write_manifest(rows: list[dict], local: Path, uri: str, cfg: LabelConfig) -> str:
+    import pyarrow.fs as pafs
+
+    from ray_ser.io.storage import filesystem_for
+
+    with open(local, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    fs, path = filesystem_for(uri, cfg.storage)
+    pafs.copy_files(str(local), path, destination_filesystem=fs)
+    return uri
 
 
 def upload_corpus(manifest: Path, cfg: LabelConfig, prefix: str) -> str:
@@ -54,13 +69,18 @@ def upload_corpus(manifest: Path, cfg: LabelConfig, prefix: str) -> str:
     rows = list(csv.DictReader(open(manifest)))
     for row in rows:
         row["path"] = f"{prefix.rstrip('/')}/wav/{Path(row['path']).name}"
-    local = manifest.parent / "manifest.s3.csv"
-    with open(local, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    pafs.copy_files(str(local), f"{root}/manifest.csv", destination_filesystem=fs)
-    return f"{prefix.rstrip('/')}/manifest.csv"
+    return _write_manifest(rows, manifest.parent / "manifest.s3.csv", f"{prefix.rstrip('/')}/manifest.csv", cfg)
+
+
+def upload_test_sets(corpora: dict[str, Path], cfg: LabelConfig, prefix: str) -> str:
+    """Upload each test corpus under prefix/NAME and return one manifest listing them all, so that
+    one labeling job (one start of every actor pool) labels every test set."""
+    rows = []
+    for name, manifest in corpora.items():
+        upload_corpus(manifest, cfg, f"{prefix.rstrip('/')}/{name}")
+        rows += list(csv.DictReader(open(manifest.parent / "manifest.s3.csv")))
+    local = next(iter(corpora.values())).parent.parent / "tests.s3.csv"
+    return _write_manifest(rows, local, f"{prefix.rstrip('/')}/tests.csv", cfg)
 
 
 def _copy_out(uri: str, cfg: LabelConfig, target: Path) -> None:
@@ -96,19 +116,17 @@ def _baseline_scores(train_manifest: Path, tests: dict[str, Path]) -> dict[str, 
     return scores
 
 
-def label_and_score(cfg: LabelConfig, tests: dict[str, tuple[Path, str]]) -> tuple[dict, dict]:
-    """Label each test corpus (name -> (local manifest with truth, uploaded manifest URI)) through the
-    full pipeline into s3://BUCKET/labels/NAME; return each run's summary and each branch's and the vote's scores."""
+def label_and_score(cfg: LabelConfig, manifest_uri: str, tests: dict[str, Path],
+                    output: str) -> tuple[LabelSummary, dict]:
+    """Label the manifest listing every test set through the full pipeline into output (Parquet);
+    return the run's summary and, per test set (name -> local manifest with the truth), each
+    branch's and the vote's scores."""
     from ray_ser.evaluate import score_labels
     from ray_ser.io.sink import read_output
 
-    summaries, scores = {}, {}
-    for name, (manifest, uri) in tests.items():
-        output = f"s3://{BUCKET}/labels/{name}"
-        summaries[name] = run_label_job(cfg, uri, output)
-        rows = read_output(output, cfg.storage).to_pylist()
-        scores[name] = score_labels(rows, _truth(manifest), tuple(cfg.branches))
-    return summaries, scores
+    summary = run_label_job(cfg, manifest_uri, output)
+    rows = read_output(output, cfg.storage).to_pylist()
+    return summary, {name: score_labels(rows, _truth(manifest), tuple(cfg.branches)) for name, manifest in tests.items()}
 
 
 def label_command(profile: str, checkpoints: dict[str, str]) -> str:
@@ -123,7 +141,7 @@ def run_demo(workdir: str | Path, sizes: DemoSizes = DemoSizes(), seed: int = 7,
     from ray_ser.io.embedded_s3 import embedded_s3
     from ray_ser.report import format_demo
     from ray_ser.synth import synthesize_corpus
-    from ray_ser.train.loop import fit_branch
+    from ray_ser.train.loop import fit_branches
 
     workdir = Path(workdir).resolve()
     corpora = {
@@ -132,26 +150,25 @@ def run_demo(workdir: str | Path, sizes: DemoSizes = DemoSizes(), seed: int = 7,
                                      split="heldout"),
         "seen": synthesize_corpus(workdir / "corpus" / "seen", n=sizes.seen, seed=seed + 2, split="train"),
     }
+    tests = {name: corpora[name] for name in TEST_SETS}
+    output = f"s3://{BUCKET}/labels/tests"
     with embedded_s3() as endpoint:
         base = [*overrides, f"storage.s3_endpoint_url={endpoint}"]
         cfg = load_config(profile, base)
-        uris = {name: upload_corpus(m, cfg, f"s3://{BUCKET}/corpus/{name}") for name, m in corpora.items()}
-        training, checkpoints = {}, {}
+        train_uri = upload_corpus(corpora["train"], cfg, f"s3://{BUCKET}/corpus/train")
+        tests_uri = upload_test_sets(tests, cfg, f"s3://{BUCKET}/corpus")
         with ray_session(cfg.ray):
-            for name, branch in cfg.branches.items():
-                if branch.train is None:
-                    continue
-                result = fit_branch(name, branch, uris["train"], str(workdir / "checkpoints"), cfg.storage)
-                training[name], checkpoints[name] = result, result.checkpoint
+            training = fit_branches({n: b for n, b in cfg.branches.items() if b.train is not None}, train_uri,
+                                    str(workdir / "checkpoints"), cfg.storage)
+            checkpoints = {name: result.checkpoint for name, result in training.items()}
             cfg = load_config(profile, [*base, *(f"branches.{n}.checkpoint={p}" for n, p in checkpoints.items())])
-            summaries, scores = label_and_score(cfg, {name: (corpora[name], uris[name]) for name in TEST_SETS})
-        baseline = _baseline_scores(corpora["train"], {n: corpora[n] for n in TEST_SETS})
+            summary, scores = label_and_score(cfg, tests_uri, tests, output)
+        baseline = _baseline_scores(corpora["train"], tests)
         for name in TEST_SETS:
             scores[name]["baseline"] = baseline[name]
         local_copy = workdir / "labels"
-        for name in TEST_SETS:
-            _copy_out(f"s3://{BUCKET}/labels/{name}", cfg, local_copy / name)
+        _copy_out(output, cfg, local_copy)
     command = label_command(profile, checkpoints)
-    result = DemoResult(config=cfg, summaries=summaries, scores=scores, training=training,
+    result = DemoResult(config=cfg, summary=summary, scores=scores, training=training,
                         local_copy=local_copy, label_command=command)
     return DemoResult(**{**result.__dict__, "report": format_demo(result, TEST_SETS)})

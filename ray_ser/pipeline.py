@@ -159,7 +159,8 @@ def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id
             BranchStage, batch_format="pyarrow",
             fn_constructor_kwargs={"name": name, "branch": branch, "storage": cfg.storage,
                                    "cache_dir": str(cfg.resolved_cache_dir()),
-                                   "speaker_statistics": speaker_statistics.get(name)},
+                                   "speaker_statistics": speaker_statistics.get(name),
+                                   "pool_known_speakers": cfg.speakers.pool_known_speakers},
             **_actor_args(branch.resources),
         )
     names = tuple(cfg.branches)

@@ -67,10 +67,11 @@ def format_demo(result, test_sets: dict[str, str]) -> str:
         for name, t in result.training.items():
             lines.append(f"  {name:14} val macro-F1 {t.best['val_macro_f1']:.3f} (epoch {t.best['epoch']} of "
                          f"{len(t.history)}, {t.wall_seconds:.0f} s)  {t.checkpoint}")
+    s = result.summary
+    lines.append(f"\nlabeling, every test set in one run: {s.rows_written} rows, {s.rows_ok} ok, {s.rows_error} error, "
+                 f"{s.audio_seconds_per_second:.2f} audio-s/s, {s.wall_seconds:.0f} s -> {s.output}")
     for name, description in test_sets.items():
-        s = result.summaries[name]
-        lines.append(f"\n{name} ({description}): {s.rows_written} rows, {s.rows_ok} ok, {s.rows_error} error, "
-                     f"{s.audio_seconds_per_second:.2f} audio-s/s, {s.wall_seconds:.0f} s -> {s.output}")
+        lines.append(f"\n{name} ({description}), {result.scores[name]['vote']['rows']} rows:")
         lines.append(format_scores(result.scores[name]))
     lines.append(f"\nParquet copies: {result.local_copy}")
     if result.label_command:

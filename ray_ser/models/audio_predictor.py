@@ -36,6 +36,12 @@ class AudioEmotionPredictor:
     def feature_sums(self, audios: Sequence[np.ndarray]) -> np.ndarray:
         return self.model.feature_sums(audios)
 
+    def with_known_speakers(self, statistics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Speaker statistics with the checkpoint's training clips added for the speakers it was trained on."""
+        from ray_ser.models.speaker_norm import with_known_speakers
+
+        return with_known_speakers(statistics, getattr(self.model, "known_speakers", {}))
+
     @torch.inference_mode()
     def predict_batch(self, audios: Sequence[np.ndarray],
                       speakers: Sequence[np.ndarray | None] | None = None) -> np.ndarray:

@@ -12,8 +12,8 @@ departs from its speaker's usual voice, which carries over to unseen speakers; t
 keeps absolute levels. On the demo corpus (this network outside Ray, three seeds) moved alone
 gave 0.75-0.78 / 0.88-0.91 macro-F1 on unseen / seen speakers, moved + raw 0.77-0.78 / 0.93.
 
-A checkpoint is a directory: ``model.pt`` (weights, reference, standardisation) and
-``branch.json``.
+A checkpoint is a directory: ``model.pt`` (weights, reference, standardisation),
+``branch.json`` and, when normalised, ``speakers.npz`` (the training speakers' statistics).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from torch import nn
 from ray_ser.labels import NUM_CLASSES
 from ray_ser.models.audio_predictor import AudioEmotionPredictor
 from ray_ser.models.functionals import FUNCTIONAL_DIMS, prosody_features
-from ray_ser.models.speaker_norm import speaker_offsets
+from ray_ser.models.speaker_norm import load_known_speakers, save_known_speakers, speaker_offsets
 
 __all__ = ["ProsodyOptions", "ProsodyEmotionModel", "ProsodyPredictor"]
 
@@ -52,6 +52,7 @@ class ProsodyEmotionModel(nn.Module):
         self.options = options
         inputs = 2 * FUNCTIONAL_DIMS if options.speaker_normalization else FUNCTIONAL_DIMS
         self.register_buffer("reference_profile", torch.zeros(FUNCTIONAL_DIMS))
+        self.known_speakers: dict[str, np.ndarray] = {}  # the training speakers' statistics
         # Set from the training corpus before the first step (fit_standardization).
         self.register_buffer("input_mean", torch.zeros(inputs))
         self.register_buffer("input_scale", torch.ones(inputs))
@@ -115,6 +116,7 @@ class ProsodyEmotionModel(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.state_dict(), directory / "model.pt")
         (directory / "branch.json").write_text(json.dumps({"family": "prosody", **asdict(self.options)}))
+        save_known_speakers(directory, self.known_speakers)
 
     @classmethod
     def load(cls, directory: str | Path) -> ProsodyEmotionModel:
@@ -124,6 +126,7 @@ class ProsodyEmotionModel(nn.Module):
             raise ValueError(f"{directory} is not a prosody checkpoint")
         model = cls(ProsodyOptions(**meta))
         model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu"))
+        model.known_speakers = load_known_speakers(directory)
         return model.eval()
 
 

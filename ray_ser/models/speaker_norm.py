@@ -13,17 +13,22 @@ is each clip's departure from its own speaker.
 Profiles need every clip of a speaker first, so training computes them from the training rows
 and the labeling job in a pass before the branches (ray_ser/stages/speaker.py). A clip whose
 speaker is unknown (no speaker column, or one clip at the Serve endpoint) is not shifted.
+A checkpoint keeps its training speakers' statistics, so a known speaker can be profiled from
+its training clips too (``with_known_speakers``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 
 __all__ = ["sum_frames", "add_statistics", "profile_of", "reference_profile", "speaker_offsets",
-           "normalize_speakers"]
+           "normalize_speakers", "save_known_speakers", "load_known_speakers", "with_known_speakers"]
+
+KNOWN_SPEAKERS_FILE = "speakers.npz"
 
 # Speaker statistics are summed ``sum_frames`` rows: [bins + 1], the log-mel summed over every
 # frame of the speaker's clips, then the frame count. Sums add up across batches and workers.
@@ -47,6 +52,32 @@ def add_statistics(rows: Iterable[tuple[str, np.ndarray]]) -> dict[str, np.ndarr
         stats = np.asarray(stats, dtype=np.float64)
         totals[speaker] = totals[speaker] + stats if speaker in totals else stats.copy()
     return totals
+
+
+def save_known_speakers(directory: str | Path, statistics: dict[str, np.ndarray]) -> None:
+    """Keep the training speakers' statistics beside a checkpoint (nothing when there are none)."""
+    if statistics:
+        names = sorted(statistics)
+        np.savez(Path(directory) / KNOWN_SPEAKERS_FILE, speakers=np.asarray(names, dtype=str),
+                 statistics=np.stack([np.asarray(statistics[n], dtype=np.float64) for n in names]))
+
+
+def load_known_speakers(directory: str | Path) -> dict[str, np.ndarray]:
+    path = Path(directory) / KNOWN_SPEAKERS_FILE
+    if not path.exists():
+        return {}
+    with np.load(path, allow_pickle=False) as saved:
+        return {str(n): s for n, s in zip(saved["speakers"], saved["statistics"])}
+
+
+def with_known_speakers(statistics: dict[str, np.ndarray], known: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A speaker the checkpoint was trained on is profiled from its training clips as well.
+
+    A labeling manifest holds few clips per speaker, and their emotion mix moves the profile;
+    the training clips are many and balanced. Only valid where the manifest's speaker ids name
+    the same people as the training manifest's (config: speakers.pool_known_speakers).
+    """
+    return add_statistics([*known.items(), *statistics.items()])
 
 
 def profile_of(statistics: np.ndarray) -> np.ndarray:

@@ -7,7 +7,8 @@ Waveform encoders read raw 16 kHz audio; a Whisper encoder reads its own log-mel
 
 Fine-tuning modes: ``frozen`` (head only), ``full``, and ``lora`` (peft adapters on the
 attention projections + head). A checkpoint is a directory: the encoder as
-``save_pretrained`` writes it (LoRA merged), plus ``head.pt`` and ``branch.json``.
+``save_pretrained`` writes it (LoRA merged), plus ``head.pt``, ``branch.json`` and, when
+speaker-normalised, ``speakers.npz`` (the training speakers' statistics).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ray_ser.io.audio import TARGET_SAMPLE_RATE
 from ray_ser.labels import NUM_CLASSES
 from ray_ser.models.audio_predictor import AudioEmotionPredictor
 from ray_ser.models.augment import SpeechAugmentOptions, augment_log_mel, augment_waveforms, band_limit
-from ray_ser.models.speaker_norm import normalize_speakers, sum_frames
+from ray_ser.models.speaker_norm import load_known_speakers, normalize_speakers, save_known_speakers, sum_frames
 from ray_ser.models.weights import TINY_PREFIX, build_once
 
 __all__ = ["SpeechEncoderOptions", "LogMelClip", "AttentiveStatsPooling", "SpeechEmotionModel",
@@ -113,6 +114,7 @@ class SpeechEmotionModel(nn.Module):
                 raise ValueError("speaker_normalization works on log-mel input; use a Whisper encoder "
                                  f"(got {encoder.config.model_type})")
             self.register_buffer("reference_profile", torch.zeros(encoder.config.num_mel_bins))
+        self.known_speakers: dict[str, np.ndarray] = {}  # the training speakers' statistics
         self.layer_weights = nn.Parameter(torch.zeros(layers))
         self.pooling = AttentiveStatsPooling(hidden, options.pooling_dim)
         self.classifier = nn.Sequential(nn.Dropout(options.dropout), nn.Linear(2 * hidden, NUM_CLASSES))
@@ -234,6 +236,7 @@ class SpeechEmotionModel(nn.Module):
             self.encoder.save_pretrained(directory / "encoder")
         torch.save(self.head_state(), directory / "head.pt")
         (directory / "branch.json").write_text(json.dumps({"family": "speech_encoder", **asdict(self.options)}))
+        save_known_speakers(directory, self.known_speakers)
 
     @classmethod
     def load(cls, directory: str | Path) -> SpeechEmotionModel:
@@ -248,6 +251,7 @@ class SpeechEmotionModel(nn.Module):
         if missing_head or result.unexpected_keys:
             raise ValueError(f"{directory}/head.pt does not match the branch: missing {missing_head}, "
                              f"unexpected {result.unexpected_keys}")
+        model.known_speakers = load_known_speakers(directory)
         return model.eval()
 
 

@@ -3,9 +3,10 @@
 Audio branches read rows whose audio decoded; text branches read rows with a non-empty
 transcript; speech-LLM branches read the audio with whatever transcript there is. Other
 rows abstain (null label). A speaker-normalised branch also gets each row's speaker
-statistics from the pass before labeling (ray_ser/stages/speaker.py). A failure costs
-only the rows it touches: the batch is retried row by row and the reason lands in
-``warnings``, so the other branches still vote on that row.
+statistics from the pass before labeling (ray_ser/stages/speaker.py), pooled with the
+checkpoint's own for the speakers it was trained on when speakers.pool_known_speakers is
+set. A failure costs only the rows it touches: the batch is retried row by row and the
+reason lands in ``warnings``, so the other branches still vote on that row.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _INPUT_COLUMNS = {"audio": ("audio",), "text": ("transcript",), "audio_text": ("
 
 class BranchStage:
     def __init__(self, name: str, branch: BranchConfig, storage: StorageConfig, cache_dir: str,
-                 speaker_statistics: dict | None = None) -> None:
+                 speaker_statistics: dict | None = None, pool_known_speakers: bool = False) -> None:
         from ray_ser.registry import load_branch_predictor
 
         self.name = name
@@ -38,6 +39,8 @@ class BranchStage:
         # speaker -> statistics; None: the branch does not use them, or none were computed
         self.speaker_statistics = (speaker_statistics
                                    if getattr(self.predictor, "uses_speaker_statistics", False) else None)
+        if self.speaker_statistics is not None and pool_known_speakers:
+            self.speaker_statistics = self.predictor.with_known_speakers(self.speaker_statistics)
         speaker_column = ("speaker",) if self.speaker_statistics is not None else ()
         self.requires = ("utterance_id", *_INPUT_COLUMNS[self.input_kind], *speaker_column)
         self.adds = (f"{name}_label", f"{name}_probs")

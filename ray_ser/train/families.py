@@ -117,7 +117,7 @@ def _speaker_statistics(model, examples: list[Example], train: TrainConfig) -> d
 
 
 def _fit_reference(model, train: TrainConfig, speakers: dict) -> dict:
-    """Set the model's reference profile from the training speakers; return their statistics."""
+    """Set the model's reference profile from the training speakers and keep their statistics; return them."""
     if not train.speaker_normalization:
         return {}
     if not speakers:
@@ -126,6 +126,7 @@ def _fit_reference(model, train: TrainConfig, speakers: dict) -> dict:
     from ray_ser.models.speaker_norm import reference_profile
 
     model.set_reference_profile(reference_profile(speakers))
+    model.known_speakers = dict(speakers)  # saved with the checkpoint: see speakers.pool_known_speakers
     return speakers
 
 

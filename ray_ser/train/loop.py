@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ray_ser.config import BranchConfig, LabelConfig, StorageConfig
 
-__all__ = ["TrainResult", "train_loop_per_worker", "fit_branch", "train_branch", "adapt_branch",
+__all__ = ["TrainResult", "train_loop_per_worker", "fit_branch", "fit_branches", "train_branch", "adapt_branch",
            "format_train_result"]
 
 
@@ -24,6 +24,7 @@ class TrainResult:
     best: dict                 # metrics of the kept epoch
     history: list[dict]        # one entry per epoch
     wall_seconds: float
+    started_at: float = 0.0    # time.time() when the trainer was launched
 
 
 def _gather(values: list) -> list:
@@ -151,7 +152,7 @@ def fit_branch(name: str, branch: BranchConfig, manifest: str, output_uri: str,
 
     if branch.train is None:
         raise ValueError(f"branch {name!r} has no train section to fine-tune from")
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     train = branch.train
     fs, path = filesystem_for(output_uri, storage)
     trainer = TorchTrainer(
@@ -171,7 +172,57 @@ def fit_branch(name: str, branch: BranchConfig, manifest: str, output_uri: str,
     location = best.path if not output_uri.startswith("s3://") else f"s3://{best.path}"
     return TrainResult(branch=name, checkpoint=f"{location}/branch",
                        best={k: v for k, v in metrics.items() if k != "history"},
-                       history=result.metrics["history"], wall_seconds=time.perf_counter() - started)
+                       history=result.metrics["history"], wall_seconds=time.perf_counter() - started,
+                       started_at=started_at)
+
+
+def _worker_resources(branch: BranchConfig) -> dict[str, float]:
+    train = branch.train
+    return {"CPU": train.num_workers * train.cpus_per_worker, "GPU": float(train.num_workers if train.use_gpu else 0)}
+
+
+def fit_branches(branches: dict[str, BranchConfig], manifest: str, output_uri: str,
+                 storage: StorageConfig) -> dict[str, TrainResult]:
+    """Fit several branches side by side (Ray must be initialised); results in the given order.
+
+    Each branch's TorchTrainer starts, in order, as soon as the cluster's free CPUs and GPUs
+    hold its workers (a branch bigger than the whole cluster starts alone and is left to the
+    autoscaler). On a cluster every branch gets its own workers; on one machine the trainers
+    share the cores, and one's start-up, validation and checkpointing fill another's idle time.
+    A failed branch does not stop the others; the first failure is raised once all have ended.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    import ray
+
+    capacity = ray.cluster_resources()
+    free = {k: float(capacity.get(k, 0.0)) for k in ("CPU", "GPU")}
+    pending = [(name, branch, _worker_resources(branch)) for name, branch in branches.items()]
+    running: dict = {}
+    results: dict[str, TrainResult] = {}
+    failures: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=max(1, len(pending)), thread_name_prefix="fit") as pool:
+        while pending or running:
+            for item in list(pending):
+                name, branch, need = item
+                fits = all(need[k] <= free[k] + 1e-9 for k in need)
+                if fits or not running:
+                    pending.remove(item)
+                    for k in need:
+                        free[k] -= need[k]
+                    running[pool.submit(fit_branch, name, branch, manifest, output_uri, storage)] = (name, need)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name, need = running.pop(future)
+                for k in need:
+                    free[k] += need[k]
+                try:
+                    results[name] = future.result()
+                except Exception as exc:  # the others keep training
+                    failures.append(exc)
+    if failures:
+        raise failures[0]
+    return {name: results[name] for name in branches}
 
 
 def train_branch(cfg: LabelConfig, name: str, manifest: str, output_uri: str) -> TrainResult:
