@@ -25,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from ray_ser.config import load_config
-    from ray_ser.demo import BUCKET, TEST_SETS, label_and_score, upload_corpus
+    from ray_ser.demo import BUCKET, TEST_SETS, label_and_score, upload_test_sets
     from ray_ser.io.embedded_s3 import embedded_s3
     from ray_ser.pipeline import ray_session
     from ray_ser.report import format_scores
@@ -39,12 +39,12 @@ def main() -> None:
     with embedded_s3() as endpoint:
         cfg = load_config(args.config, [*args.set, f"storage.s3_endpoint_url={endpoint}", "ray.progress_bars=false"])
         cfg.require_checkpoints()
-        tests = {n: (m, upload_corpus(m, cfg, f"s3://{BUCKET}/corpus/{n}")) for n, m in corpora.items()}
+        manifest = upload_test_sets(corpora, cfg, f"s3://{BUCKET}/corpus")
         with ray_session(cfg.ray):
-            summaries, scores = label_and_score(cfg, tests)
+            summary, scores = label_and_score(cfg, manifest, corpora, f"s3://{BUCKET}/labels/tests")
+    print(f"labeling: {summary.rows_ok} of {summary.rows_written} rows labelled in one run, {summary.wall_seconds:.0f} s")
     for name, description in TEST_SETS.items():
-        print(f"\n{name} ({description}), seed {args.seed + (name == 'seen')}: {summaries[name].rows_ok} of "
-              f"{summaries[name].rows_written} rows labelled, {summaries[name].wall_seconds:.0f} s")
+        print(f"\n{name} ({description}), seed {args.seed + (name == 'seen')}, {scores[name]['vote']['rows']} rows:")
         print(format_scores(scores[name]))
 
 

@@ -311,7 +311,7 @@ class SpeakerConfig(_Frozen):
         False, description="The input's speaker ids name the same people as the training manifest's: a speaker "
         "a speaker-normalised checkpoint was trained on is profiled from its training clips (kept in the "
         "checkpoint) as well as the input's. A few clips per speaker give a profile their emotion mix "
-        "moves; on the demo's training speakers this raised the prosody branch from 0.82-0.93 to 0.90-0.92 "
+        "moves; on the demo's training speakers this raised the prosody branch from 0.82-0.93 to 0.89-0.92 "
         "macro-F1 over four test draws. Leave it off when ids could collide (another corpus's '1', '2').")
 
 

@@ -57,8 +57,23 @@ class ClipAnnotator:
             raise BadRequest(400, f"clip is {seconds * 1000:.0f} ms; at least 100 ms of audio is needed")
         return audio, seconds
 
-    def annotate(self, payload: bytes, transcript: str | None = None) -> dict:
-        """The response body: label, confidence, agreement, transcript and each branch's vote."""
+    def _speaker_statistics(self, name: str, predictor, speaker: str | None, warnings: list[str]):
+        """A speaker-normalised branch's statistics for one clip: its speaker's training clips when the
+        checkpoint was trained on that speaker; None (unshifted) otherwise."""
+        if speaker is None or not getattr(predictor, "uses_speaker_statistics", False):
+            return None
+        statistics = predictor.with_known_speakers({}).get(speaker)
+        if statistics is None:
+            warnings.append(f"{name}: speaker {speaker!r} is not one the branch was trained on; "
+                            "the clip is labelled without a speaker profile")
+        return statistics
+
+    def annotate(self, payload: bytes, transcript: str | None = None, speaker: str | None = None) -> dict:
+        """The response body: label, confidence, agreement, transcript and each branch's vote.
+
+        speaker: an id from the training manifest; speaker-normalised branches then move the clip
+        by that speaker's profile from its training clips (one clip makes no profile of its own).
+        """
         from ray_ser.stages.base import error_reason
         from ray_ser.vote import BranchVote, majority_vote
 
@@ -76,7 +91,9 @@ class ClipAnnotator:
                 votes[name] = None
                 continue
             try:
-                probs = predictor.predict_batch([item])[0]
+                statistics = self._speaker_statistics(name, predictor, speaker, warnings)
+                probs = (predictor.predict_batch([item], [statistics]) if statistics is not None
+                         else predictor.predict_batch([item]))[0]
             except Exception as exc:
                 warnings.append(error_reason(name, exc))
                 votes[name] = None

@@ -1,7 +1,7 @@
 """The HTTP endpoint: Ray Serve deployment around ``ClipAnnotator``.
 
     POST {prefix}annotate   body: an audio file (any Content-Type but JSON), or JSON
-                            {"audio_base64": "...", "transcript": "optional"}
+                            {"audio_base64": "...", "transcript": "optional", "speaker": "optional"}
     GET  {prefix}health     {"status": "ok", "branches": [...]}
 
 Every client mistake is a 4xx with a JSON body {"error": reason}.
@@ -32,7 +32,7 @@ class EmotionEndpoint:
         self.annotator = ClipAnnotator.load(self.cfg)
         self.max_body = int(self.cfg.serve.max_body_mb * 1024 * 1024)
 
-    async def _parse(self, request) -> tuple[bytes, str | None]:
+    async def _parse(self, request) -> tuple[bytes, str | None, str | None]:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
             raise BadRequest(413, f"body is {int(declared)} bytes; the limit is {self.max_body}")
@@ -40,18 +40,19 @@ class EmotionEndpoint:
         if len(body) > self.max_body:
             raise BadRequest(413, f"body is {len(body)} bytes; the limit is {self.max_body}")
         if not request.headers.get("content-type", "").startswith("application/json"):
-            return body, None
+            return body, None, None
         try:
             payload = json.loads(body)
         except ValueError as exc:
             raise BadRequest(400, f"body is not valid JSON: {exc}") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("audio_base64"), str):
             raise BadRequest(400, 'JSON body needs a string field "audio_base64"')
-        transcript = payload.get("transcript")
-        if transcript is not None and not isinstance(transcript, str):
-            raise BadRequest(400, '"transcript" must be a string when given')
+        for field in ("transcript", "speaker"):
+            if payload.get(field) is not None and not isinstance(payload[field], str):
+                raise BadRequest(400, f'"{field}" must be a string when given')
         try:
-            return base64.b64decode(payload["audio_base64"], validate=True), transcript
+            return base64.b64decode(payload["audio_base64"], validate=True), payload.get("transcript"), \
+                payload.get("speaker")
         except (binascii.Error, ValueError) as exc:
             raise BadRequest(400, f'"audio_base64" is not valid base64: {exc}') from None
 
@@ -68,8 +69,8 @@ class EmotionEndpoint:
                 raise BadRequest(404, f"no route /{route}; use POST /annotate or GET /health")
             if request.method != "POST":
                 raise BadRequest(405, "use POST for /annotate")
-            audio, transcript = await self._parse(request)
-            result = await asyncio.to_thread(self.annotator.annotate, audio, transcript)
+            audio, transcript, speaker = await self._parse(request)
+            result = await asyncio.to_thread(self.annotator.annotate, audio, transcript, speaker)
             return JSONResponse(result)
         except BadRequest as exc:
             return JSONResponse({"error": exc.reason}, status_code=exc.status)

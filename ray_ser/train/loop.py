@@ -185,9 +185,9 @@ def fit_branches(branches: dict[str, BranchConfig], manifest: str, output_uri: s
                  storage: StorageConfig) -> dict[str, TrainResult]:
     """Fit several branches side by side (Ray must be initialised); results in the given order.
 
-    Each branch's TorchTrainer starts, in order, as soon as the cluster's free CPUs and GPUs
-    hold its workers (a branch bigger than the whole cluster starts alone and is left to the
-    autoscaler). On a cluster every branch gets its own workers; on one machine the trainers
+    Each branch's TorchTrainer starts as soon as the cluster's free CPUs and GPUs hold its
+    workers, the earlier branch first when several fit (one bigger than what is free starts once
+    nothing else runs, and is left to the autoscaler). On a cluster every branch gets its own workers; on one machine the trainers
     share the cores, and one's start-up, validation and checkpointing fill another's idle time.
     A failed branch does not stop the others; the first failure is raised once all have ended.
     """
@@ -195,8 +195,8 @@ def fit_branches(branches: dict[str, BranchConfig], manifest: str, output_uri: s
 
     import ray
 
-    capacity = ray.cluster_resources()
-    free = {k: float(capacity.get(k, 0.0)) for k in ("CPU", "GPU")}
+    available = ray.available_resources()
+    free = {k: float(available.get(k, 0.0)) for k in ("CPU", "GPU")}
     pending = [(name, branch, _worker_resources(branch)) for name, branch in branches.items()]
     running: dict = {}
     results: dict[str, TrainResult] = {}

@@ -52,9 +52,15 @@ def test_checkpoint_round_trip_and_speaker_statistics_change_the_answer(corpus_c
     model = ProsodyEmotionModel(ProsodyOptions(speaker_normalization=True))
     model.set_reference_profile(np.linspace(-3, 3, FUNCTIONAL_DIMS))
     model.fit_standardization(model.clip_inputs(clips))
+    model.save(tmp_path / "plain")
+    assert ProsodyPredictor.load(tmp_path / "plain").model.known_speakers == {}
+    model.known_speakers = {"en-us+f1": _statistics(model, clips[:2]), "en-us+m3": _statistics(model, clips[2:])}
     model.save(tmp_path / "branch")
     predictor = ProsodyPredictor.load(tmp_path / "branch")
     assert predictor.uses_speaker_statistics
+    assert sorted(predictor.model.known_speakers) == ["en-us+f1", "en-us+m3"]
+    for name, stats in model.known_speakers.items():
+        np.testing.assert_array_equal(predictor.model.known_speakers[name], stats)
     torch.testing.assert_close(predictor.model.input_scale, model.input_scale)
     with torch.inference_mode():
         expected = torch.softmax(model.eval()(**model.prepare(clips)), -1).numpy()

@@ -80,6 +80,7 @@ def test_json_body_with_a_given_transcript_skips_asr(endpoint, corpus_rows):
     (b"{not json", "application/json", 400, "not valid JSON"),
     (b'{"audio": "x"}', "application/json", 400, "audio_base64"),
     (b'{"audio_base64": "@@@"}', "application/json", 400, "base64"),
+    (b'{"audio_base64": "", "speaker": 7}', "application/json", 400, '"speaker" must be a string'),
 ])
 def test_bad_requests_get_4xx_with_a_json_reason(endpoint, body, content_type, status, reason):
     url, _ = endpoint

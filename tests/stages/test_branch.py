@@ -65,3 +65,34 @@ def test_vote_settles_status_asr_failure_still_gets_speech_votes(stages, corpus_
     assert out[4]["status"] == "error" and out[4]["label"] is None and out[4]["error"] == "decode: empty file"
     for row in out[:3]:
         assert row["label"] in EMOTIONS and 0 < row["confidence"] <= 1
+
+
+def test_known_speakers_are_profiled_from_their_training_clips_too(corpus_clips, tmp_path):
+    """With speakers.pool_known_speakers, a speaker the checkpoint was trained on is profiled from
+    the manifest's clips plus its training clips (kept in the checkpoint); other speakers from the
+    manifest's alone; a known speaker the statistics pass never saw from its training clips."""
+    import numpy as np
+
+    from ray_ser.models.prosody import ProsodyEmotionModel, ProsodyOptions, ProsodyPredictor
+
+    clips = [audio for audio, _ in corpus_clips[:6]]
+    model = ProsodyEmotionModel(ProsodyOptions(speaker_normalization=True))
+    model.set_reference_profile(model.functionals(clips).mean(axis=0))
+    model.fit_standardization(model.clip_inputs(clips))
+    sums = model.feature_sums(clips)
+    model.known_speakers = {"known": sums[:4].sum(axis=0), "absent": sums[5]}
+    model.save(tmp_path / "prosody")
+    branch = BranchConfig(family="prosody", checkpoint=str(tmp_path / "prosody"))
+    manifest_statistics = {"known": sums[4], "other": sums[5]}
+    batch = pa.table({"utterance_id": ["a", "b", "c"], "speaker": ["known", "other", "absent"],
+                      "audio": pa.array([to_bytes(clips[4])] * 3, pa.large_binary())})
+    expected = ProsodyPredictor.load(tmp_path / "prosody").predict_batch(
+        [clips[4]] * 5, [sums[4] + sums[:4].sum(axis=0), sums[5], sums[5], sums[4], None])
+
+    pooled = BranchStage("prosody", branch, StorageConfig(), str(tmp_path), manifest_statistics,
+                         pool_known_speakers=True)(batch).column("prosody_probs").to_pylist()
+    np.testing.assert_allclose(pooled, expected[:3], atol=1e-5)
+    alone = BranchStage("prosody", branch, StorageConfig(), str(tmp_path), manifest_statistics)(batch)
+    alone = alone.column("prosody_probs").to_pylist()
+    np.testing.assert_allclose(alone, expected[[3, 1, 4]], atol=1e-5)  # "absent": no statistics, unshifted
+    assert not np.allclose(alone[0], pooled[0], atol=1e-4)

@@ -51,6 +51,9 @@ def test_speaker_normalised_branch_keeps_the_training_speakers_reference(tmp_pat
     expected = reference_profile(add_statistics(zip([r.speaker for r in train_rows], sums)))
     assert len({r.speaker for r in train_rows}) > 1
     np.testing.assert_allclose(predictor.model.reference_profile.numpy(), expected, atol=1e-4)
+    known = predictor.model.known_speakers  # kept for speakers.pool_known_speakers
+    assert sorted(known) == sorted({r.speaker for r in train_rows})
+    np.testing.assert_allclose(np.sum(list(known.values()), axis=0), sums.sum(axis=0), rtol=1e-5)
 
 
 def test_speaker_normalisation_without_speakers_is_a_clear_error(tmp_path, corpus):
@@ -128,6 +131,30 @@ def test_prosody_branch_workers_agree_on_the_reference_and_standardisation(tmp_p
     model = predictor.model
     stats = add_statistics(zip([r.speaker for r in train_rows], model.feature_sums(audios)))
     np.testing.assert_allclose(model.reference_profile.numpy(), reference_profile(stats), rtol=1e-5, atol=1e-4)
+    assert sorted(model.known_speakers) == sorted(stats)
+    for speaker, expected in stats.items():
+        np.testing.assert_allclose(model.known_speakers[speaker], expected, rtol=1e-5, atol=1e-4)
     inputs = np.stack(model.clip_inputs(audios, [stats[r.speaker] for r in train_rows]))
     np.testing.assert_allclose(model.input_mean.numpy(), inputs.mean(0), rtol=1e-4, atol=1e-3)
     assert predictor.predict_batch(audios[:2], [stats[r.speaker] for r in train_rows[:2]]).shape == (2, 8)
+
+
+def test_branches_train_side_by_side_as_far_as_the_cpus_allow(tmp_path, corpus):
+    """fit_branches starts each trainer when the cluster's free CPUs hold its workers: on this
+    4-CPU cluster two 2-worker branches of 1 CPU per worker overlap, a third waits for one to end."""
+    from ray_ser.train.loop import fit_branches
+
+    def prosody(seed):
+        return BranchConfig.model_validate({"family": "prosody", "train": {
+            "epochs": 2, "batch_size": 4, "val_fraction": 0.3, "num_workers": 2, "seed": seed}})
+
+    results = fit_branches({"a": prosody(0), "b": prosody(1), "c": prosody(2)}, str(corpus), str(tmp_path / "runs"),
+                           StorageConfig())
+    assert list(results) == ["a", "b", "c"]
+    spans = {n: (r.started_at, r.started_at + r.wall_seconds) for n, r in results.items()}
+    assert spans["a"][0] < spans["b"][1] and spans["b"][0] < spans["a"][1]  # a and b overlapped
+    assert spans["c"][0] >= min(spans["a"][1], spans["b"][1]) - 1.0  # c waited for a free pair of CPUs
+    for name, result in results.items():
+        assert len(result.history) == 2 and f"/runs/{name}/" in result.checkpoint
+        assert BRANCH_PREDICTORS.get("prosody")(result.checkpoint, prosody(0), StorageConfig()).predict_batch(
+            [np.zeros(16000, dtype=np.float32)]).shape == (1, 8)
