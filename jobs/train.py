@@ -1,7 +1,7 @@
-"""`ray job submit` entrypoint for fine-tuning one branch with Ray Train.
+"""`ray job submit` entrypoint for fine-tuning branches with Ray Train (several --branch: side by side).
 
     ray job submit --runtime-env jobs/runtime_env.yaml --working-dir . -- \
-        python jobs/train.py --config production --branch speech \
+        python jobs/train.py --config production --branch wavlm --branch text_llm \
             --manifest s3://corpus/train.parquet --out s3://checkpoints/
 """
 

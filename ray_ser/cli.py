@@ -29,10 +29,11 @@ def _label(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from ray_ser.config import load_config
-    from ray_ser.train.loop import format_train_result, train_branch
+    from ray_ser.train.loop import format_train_result, train_branches
 
     cfg = load_config(args.config, args.set)
-    print(format_train_result(train_branch(cfg, args.branch, args.manifest, args.out)))
+    results = train_branches(cfg, args.branch, args.manifest, args.out)
+    print("\n\n".join(format_train_result(result) for result in results.values()))
     return 0
 
 
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=_synth)
 
     for name, func, helptext in (("label", _label, "label a corpus into Parquet"),
-                                 ("train", _train, "fine-tune one branch with Ray Train"),
+                                 ("train", _train, "fine-tune branches with Ray Train"),
                                  ("adapt", _adapt, "few-shot LoRA adaptation of a speech_llm branch"),
                                  ("serve", _serve, "serve POST /annotate for single clips (Ray Serve)"),
                                  ("serve-llm", _serve_llm, "serve a speech_llm branch as an OpenAI API"),
@@ -104,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--output", required=True, help="output directory or s3:// prefix")
     label.add_argument("--run-id", default=None, help="run identifier stored on every row")
     train = sub.choices["train"]
-    train.add_argument("--branch", required=True, help="branch name in the config's branches section")
+    train.add_argument("--branch", required=True, action="append",
+                       help="branch name in the config's branches section; repeat it to train several side by side")
     train.add_argument("--manifest", required=True, help="labelled manifest (local or s3://)")
     train.add_argument("--out", required=True, help="checkpoint storage directory or s3:// prefix")
     adapt = sub.choices["adapt"]

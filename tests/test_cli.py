@@ -62,6 +62,12 @@ def test_label_without_trained_checkpoints_exits_2_saying_how_to_fix_it(tmp_path
     assert run.returncode == 2 and "no checkpoint" in run.stderr and "ray-ser train" in run.stderr
 
 
+def test_train_takes_several_branches_and_names_an_unknown_one(tmp_path):
+    run = subprocess.run([*RAY_SER, "train", "--branch", "nope", "--branch", "speech", "--manifest", "x.csv",
+                          "--out", str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 2 and "no branch 'nope'" in run.stderr  # the first of two --branch
+
+
 def test_missing_manifest_exits_2(tmp_path):
     run = subprocess.run([*RAY_SER, "label", "--input", str(tmp_path / "none.csv"), "--output", str(tmp_path),
                           "--set", "branches={}"], capture_output=True, text=True)

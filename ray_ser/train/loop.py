@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ray_ser.config import BranchConfig, LabelConfig, StorageConfig
 
-__all__ = ["TrainResult", "train_loop_per_worker", "fit_branch", "fit_branches", "train_branch", "adapt_branch",
+__all__ = ["TrainResult", "train_loop_per_worker", "fit_branch", "fit_branches", "train_branches", "adapt_branch",
            "format_train_result"]
 
 
@@ -195,6 +195,9 @@ def fit_branches(branches: dict[str, BranchConfig], manifest: str, output_uri: s
 
     import ray
 
+    untrainable = [name for name, branch in branches.items() if branch.train is None]
+    if untrainable:
+        raise ValueError(f"branches {untrainable} have no train section to fine-tune from")
     available = ray.available_resources()
     free = {k: float(available.get(k, 0.0)) for k in ("CPU", "GPU")}
     pending = [(name, branch, _worker_resources(branch)) for name, branch in branches.items()]
@@ -225,13 +228,14 @@ def fit_branches(branches: dict[str, BranchConfig], manifest: str, output_uri: s
     return {name: results[name] for name in branches}
 
 
-def train_branch(cfg: LabelConfig, name: str, manifest: str, output_uri: str) -> TrainResult:
-    """`ray-ser train`: fine-tune cfg.branches[name] on manifest, checkpoints under output_uri."""
+def train_branches(cfg: LabelConfig, names: list[str], manifest: str, output_uri: str) -> dict[str, TrainResult]:
+    """`ray-ser train`: fine-tune cfg.branches[name] for each name on manifest, side by side;
+    checkpoints under output_uri."""
     from ray_ser.pipeline import ray_session
 
-    branch = cfg.branch(name)
+    branches = {name: cfg.branch(name) for name in names}
     with ray_session(cfg.ray):
-        return fit_branch(name, branch, manifest, output_uri, cfg.storage)
+        return fit_branches(branches, manifest, output_uri, cfg.storage)
 
 
 def adapt_branch(cfg: LabelConfig, name: str, output_uri: str) -> TrainResult:
