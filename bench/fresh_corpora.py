@@ -42,7 +42,8 @@ def main() -> None:
         manifest = upload_test_sets(corpora, cfg, f"s3://{BUCKET}/corpus")
         with ray_session(cfg.ray):
             summary, scores = label_and_score(cfg, manifest, corpora, f"s3://{BUCKET}/labels/tests")
-    print(f"labeling: {summary.rows_ok} of {summary.rows_written} rows labelled in one run, {summary.wall_seconds:.0f} s")
+    print(f"labeling: {summary.rows_ok} of {summary.rows_written} rows labelled in one run, "
+          f"{summary.wall_seconds:.0f} s")
     for name, description in TEST_SETS.items():
         print(f"\n{name} ({description}), seed {args.seed + (name == 'seen')}, {scores[name]['vote']['rows']} rows:")
         print(format_scores(scores[name]))

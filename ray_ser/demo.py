@@ -127,7 +127,8 @@ def label_and_score(cfg: LabelConfig, manifest_uri: str, tests: dict[str, Path],
 
     summary = run_label_job(cfg, manifest_uri, output)
     rows = read_output(output, cfg.storage).to_pylist()
-    return summary, {name: score_labels(rows, _truth(manifest), tuple(cfg.branches)) for name, manifest in tests.items()}
+    branches = tuple(cfg.branches)
+    return summary, {name: score_labels(rows, _truth(manifest), branches) for name, manifest in tests.items()}
 
 
 def label_command(profile: str, checkpoints: dict[str, str]) -> str:

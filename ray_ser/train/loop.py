@@ -187,9 +187,11 @@ def fit_branches(branches: dict[str, BranchConfig], manifest: str, output_uri: s
 
     Each branch's TorchTrainer starts as soon as the cluster's free CPUs and GPUs hold its
     workers, the earlier branch first when several fit (one bigger than what is free starts once
-    nothing else runs, and is left to the autoscaler). On a cluster every branch gets its own workers; on one machine the trainers
-    share the cores, and one's start-up, validation and checkpointing fill another's idle time.
-    A failed branch does not stop the others; the first failure is raised once all have ended.
+    nothing else runs, and is left to the autoscaler): Train V2 gives up on a placement group
+    after 60 s, so trainers are not queued on Ray's side. On a cluster every branch gets its own
+    workers; on one machine the trainers share the cores, and one's start-up, validation and
+    checkpointing fill another's idle time. A failed branch does not stop the others; the first
+    failure is raised once all have ended.
     """
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
