@@ -29,6 +29,9 @@ class ClipAnnotator:
         self.cfg = cfg
         self.asr = asr
         self.predictors = predictors
+        # branch -> speaker -> statistics of the speakers each normalised checkpoint was trained on
+        self.known_speakers = {name: p.with_known_speakers({}) for name, p in predictors.items()
+                               if getattr(p, "uses_speaker_statistics", False)}
 
     @classmethod
     def load(cls, cfg: LabelConfig) -> ClipAnnotator:
@@ -57,12 +60,12 @@ class ClipAnnotator:
             raise BadRequest(400, f"clip is {seconds * 1000:.0f} ms; at least 100 ms of audio is needed")
         return audio, seconds
 
-    def _speaker_statistics(self, name: str, predictor, speaker: str | None, warnings: list[str]):
+    def _speaker_statistics(self, name: str, speaker: str | None, warnings: list[str]):
         """A speaker-normalised branch's statistics for one clip: its speaker's training clips when the
         checkpoint was trained on that speaker; None (unshifted) otherwise."""
-        if speaker is None or not getattr(predictor, "uses_speaker_statistics", False):
+        if speaker is None or name not in self.known_speakers:
             return None
-        statistics = predictor.with_known_speakers({}).get(speaker)
+        statistics = self.known_speakers[name].get(speaker)
         if statistics is None:
             warnings.append(f"{name}: speaker {speaker!r} is not one the branch was trained on; "
                             "the clip is labelled without a speaker profile")
@@ -91,7 +94,7 @@ class ClipAnnotator:
                 votes[name] = None
                 continue
             try:
-                statistics = self._speaker_statistics(name, predictor, speaker, warnings)
+                statistics = self._speaker_statistics(name, speaker, warnings)
                 probs = (predictor.predict_batch([item], [statistics]) if statistics is not None
                          else predictor.predict_batch([item]))[0]
             except Exception as exc:
