@@ -26,8 +26,8 @@ def main() -> None:
 
     from ray_ser.config import load_config
     from ray_ser.evaluate import word_errors
-    from ray_ser.models.whisper_ct2 import WhisperCT2, WhisperOptions
-    from ray_ser.synth import synthesize_corpus
+    from ray_ser.models.asr.whisper_ct2 import WhisperCT2
+    from ray_ser.demo.synth import synthesize_corpus
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ray_ser_bench_"))
     manifest = synthesize_corpus(work / "corpus", n=args.n, seed=321, split="heldout")
@@ -40,9 +40,7 @@ def main() -> None:
     print(f"corpus: {len(audios)} clips, mean {seconds / len(audios):.2f} s; batches of {batch}, "
           f"{cfg.cpu_threads} threads, {cfg.compute_type}")
     for pad_to_30s in (True, False):
-        model = WhisperCT2.load(WhisperOptions(model=cfg.model, compute_type=cfg.compute_type,
-                                               cpu_threads=cfg.cpu_threads, language=cfg.language,
-                                               pad_to_30s=pad_to_30s), cache_dir)
+        model = WhisperCT2.load(cfg.model_copy(update={"pad_to_30s": pad_to_30s}), cache_dir)
         model.predict_batch(audios[:1])  # warm-up
         started = time.perf_counter()
         texts = [t.text for i in range(0, len(audios), batch) for t in model.predict_batch(audios[i:i + batch])]

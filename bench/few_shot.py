@@ -33,14 +33,15 @@ def main() -> None:
 
     import numpy as np
 
-    from ray_ser.config import LabelConfig, SpeechLLMConfig, load_config
+    from ray_ser.branches.speech_llm.settings import SpeechLLMConfig
+    from ray_ser.config import LabelConfig, load_config
     from ray_ser.evaluate import emotion_metrics
-    from ray_ser.few_shot import read_shot_rows
+    from ray_ser.branches.speech_llm.shots import read_shot_rows
     from ray_ser.labels import EMOTIONS, NUM_CLASSES
-    from ray_ser.models.speech_llm import PromptBuilder, Shot, SpeechLLMPredictor
-    from ray_ser.pipeline import ray_session
-    from ray_ser.synth import synthesize_corpus
-    from ray_ser.train.data import load_audio, read_labelled_manifest
+    from ray_ser.branches.speech_llm.engines import PromptBuilder, Shot, SpeechLLMPredictor
+    from ray_ser.runtime import ray_session
+    from ray_ser.demo.synth import synthesize_corpus
+    from ray_ser.io.labelled import load_audio, read_labelled_manifest
     from ray_ser.train.loop import adapt_branch, fit_branch
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ray_ser_fewshot_"))
@@ -56,16 +57,17 @@ def main() -> None:
 
     started = time.perf_counter()
     with ray_session(cfg.ray):
-        trained = fit_branch("selm", cfg.branch("selm"), str(train_manifest), str(work / "runs"), cfg.storage)
+        trained = fit_branch(cfg, "selm", str(train_manifest), str(work / "runs"))
     print(f"base training: {args.n_train} clips, {args.epochs} epochs, {time.perf_counter() - started:.0f} s; "
           f"best validation macro-F1 {trained.best['val_macro_f1']:.3f} (training speakers)")
     tree = cfg.model_dump()
     tree["branches"]["selm"]["checkpoint"] = trained.checkpoint
     cfg = LabelConfig.model_validate(tree)
 
-    shot_rows = read_shot_rows(cfg.branch("selm").few_shot, cfg.storage)
+    shot_rows = read_shot_rows(cfg.branch("selm").few_shot, cfg.storage, cfg.columns, cfg.labels)
     shot_ids = {r.utterance_id for r in shot_rows}
-    test_rows = [r for r in read_labelled_manifest(str(new_manifest), cfg.storage) if r.utterance_id not in shot_ids]
+    test_rows = [r for r in read_labelled_manifest(str(new_manifest), cfg.storage, cfg.columns, cfg.labels)
+                 if r.utterance_id not in shot_ids]
     items = [(audio, row.text) for audio, row in zip(load_audio(test_rows, cfg.storage), test_rows)]
     truth = [r.label for r in test_rows]
     shots = [Shot(a, r.text, EMOTIONS[r.label]) for a, r in zip(load_audio(shot_rows, cfg.storage), shot_rows)]

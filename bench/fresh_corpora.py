@@ -25,11 +25,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from ray_ser.config import load_config
-    from ray_ser.demo import BUCKET, TEST_SETS, label_and_score, upload_test_sets
-    from ray_ser.io.embedded_s3 import embedded_s3
-    from ray_ser.pipeline import ray_session
+    from ray_ser.demo.run import BUCKET, TEST_SETS, label_and_score, upload_test_sets
+    from ray_ser.testing.s3 import embedded_s3
+    from ray_ser.runtime import ray_session
     from ray_ser.report import format_scores
-    from ray_ser.synth import synthesize_corpus
+    from ray_ser.demo.synth import synthesize_corpus
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ray_ser_fresh_"))
     corpora = {

@@ -32,9 +32,9 @@ def main() -> None:
     from ray_ser.config import load_config
     from ray_ser.evaluate import emotion_metrics
     from ray_ser.labels import NUM_CLASSES, index_of
-    from ray_ser.models.speaker_norm import add_statistics
-    from ray_ser.registry import load_branch_predictor, uses_speaker_statistics
-    from ray_ser.synth import synthesize_corpus
+    from ray_ser.models.features.speaker_norm import add_statistics
+    from ray_ser.core.branch import load_predictor, uses_speaker_statistics
+    from ray_ser.demo.synth import synthesize_corpus
 
     cfg = load_config(args.config, args.set)
     branches = {n: b for n, b in cfg.branches.items() if b.checkpoint and uses_speaker_statistics(b, cfg.storage)}
@@ -44,7 +44,7 @@ def main() -> None:
     corpora = {Path(m).parent.name: Path(m) for m in args.manifest}
     for seed in args.seed:
         corpora[f"seed {seed}"] = synthesize_corpus(work / str(seed), n=args.n, seed=seed, split="train")
-    predictors = {n: load_branch_predictor(b, cfg.storage, str(cfg.resolved_cache_dir())) for n, b in branches.items()}
+    predictors = {n: load_predictor(b, cfg) for n, b in branches.items()}
 
     print(f"{'corpus':16} {'branch':10} {'corpus':>8} {'pooled':>8}  (macro-F1, speaker profiles from ...)")
     for corpus, manifest in corpora.items():

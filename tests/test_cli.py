@@ -84,7 +84,7 @@ def test_synth_command(tmp_path):
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume(tmp_path, cache_dir):
     """Kill the job for real once its first part lands; the re-run completes exactly once."""
-    from ray_ser.synth import synthesize_corpus
+    from ray_ser.demo.synth import synthesize_corpus
 
     manifest = synthesize_corpus(tmp_path / "c", n=40, seed=9)
     out = tmp_path / "out"

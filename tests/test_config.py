@@ -56,20 +56,21 @@ def test_missing_profile_and_bad_yaml(tmp_path):
 
 
 def test_speech_llm_resources_follow_the_engine():
-    from ray_ser.config import BranchConfig
+    from ray_ser.branches import parse_branch
 
     gpu = {"family": "speech_llm", "device": "cuda", "llm": {"tensor_parallel_size": 2}}
-    assert BranchConfig.model_validate({**gpu, "resources": {"num_gpus": 2}}).llm_settings().tensor_parallel_size == 2
+    assert parse_branch({**gpu, "resources": {"num_gpus": 2}}).llm.tensor_parallel_size == 2
     with pytest.raises(ValidationError, match="resources.num_gpus=2"):
-        BranchConfig.model_validate({**gpu, "resources": {"num_gpus": 1}})
+        parse_branch({**gpu, "resources": {"num_gpus": 1}})
     with pytest.raises(ValidationError, match="must not hold GPUs"):
-        BranchConfig.model_validate({"family": "speech_llm", "resources": {"num_gpus": 1}})
-    with pytest.raises(ValidationError, match="apply to speech_llm"):
-        BranchConfig.model_validate({"family": "speech_encoder", "llm": {"engine": "vllm"}})
-    with pytest.raises(ValidationError, match="not valid for speech_llm"):
-        BranchConfig.model_validate({"family": "speech_llm", "train": {"base_model": "x", "finetune": "head"}})
+        parse_branch({"family": "speech_llm", "resources": {"num_gpus": 1}})
+    # A family's sections belong to it alone: llm on a speech encoder is an unknown field there.
+    with pytest.raises(ValidationError, match=r"speech_encoder\.llm"):
+        parse_branch({"family": "speech_encoder", "llm": {"engine": "vllm"}})
+    with pytest.raises(ValidationError, match=r"speech_llm\.train\.finetune"):
+        parse_branch({"family": "speech_llm", "train": {"base_model": "x", "finetune": "head"}})
     prod = load_config("production")
     for name in ("selm", "selm_audio"):
         branch = prod.branches[name]
-        assert branch.resources.num_gpus == branch.llm_settings().tensor_parallel_size == 2
-    assert prod.branches["selm_audio"].llm_settings().use_transcript is False
+        assert branch.resources.num_gpus == branch.llm.tensor_parallel_size == 2
+    assert prod.branches["selm_audio"].llm.use_transcript is False

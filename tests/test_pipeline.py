@@ -97,19 +97,20 @@ def test_speaker_normalised_branches_get_each_speakers_statistics(tmp_path, corp
     """The job profiles every speaker before labeling, for each normalised branch (a speech encoder and
     a prosody network): each row's probabilities are the model's own answer given its speaker's
     statistics over all of that speaker's clips, bad rows included."""
-    from ray_ser.models.functionals import FUNCTIONAL_DIMS
-    from ray_ser.models.prosody import ProsodyEmotionModel, ProsodyOptions, ProsodyPredictor
-    from ray_ser.models.speaker_norm import add_statistics
-    from ray_ser.models.speech_encoder import SpeechEncoderPredictor
+    from ray_ser.models.features.functionals import FUNCTIONAL_DIMS
+    from ray_ser.branches.prosody.model import ProsodyEmotionModel, ProsodyPredictor
+    from ray_ser.branches.prosody.settings import ProsodyTrain
+    from ray_ser.models.features.speaker_norm import add_statistics
+    from ray_ser.branches.speech_encoder.model import SpeechEncoderPredictor
 
     predictor = SpeechEncoderPredictor.load(branch_config.branches["speech"].checkpoint)
-    model = predictor.model.__class__.from_encoder(predictor.model.options.__class__(
-        **{**predictor.model.options.__dict__, "speaker_normalization": True}))
+    model = predictor.model.__class__(predictor.model.encoder, predictor.model.settings.model_copy(
+        update={"speaker_normalization": True}))
     model.load_state_dict(predictor.model.state_dict(), strict=False)
     model.set_reference_profile(np.linspace(-0.6, 0.1, 80))
     model.save(tmp_path / "speech")
     clips = {r["utterance_id"]: sf.read(r["path"], dtype="float32")[0] for r in corpus_rows}
-    prosody = ProsodyEmotionModel(ProsodyOptions(speaker_normalization=True))
+    prosody = ProsodyEmotionModel(ProsodyTrain(speaker_normalization=True))
     prosody.set_reference_profile(prosody.functionals(list(clips.values())).mean(0))
     prosody.fit_standardization(prosody.clip_inputs(list(clips.values())))
     prosody.save(tmp_path / "prosody")

@@ -1,6 +1,8 @@
 import pytest
 
-from ray_ser.registry import ASR_ENGINES, Registry
+from ray_ser.branches import FAMILIES
+from ray_ser.models.asr import ASR_ENGINES
+from ray_ser.registry import Registry
 
 
 def test_duplicates_rejected_and_unknown_named():
@@ -14,3 +16,9 @@ def test_duplicates_rejected_and_unknown_named():
 
 def test_asr_engines():
     assert list(ASR_ENGINES) == ["faster-whisper", "whisperx"]
+
+
+def test_branch_families():
+    assert list(FAMILIES) == ["prosody", "speech_encoder", "speech_llm", "text_classifier"]
+    for name in FAMILIES:
+        assert FAMILIES.get(name).settings.model_fields["family"].default == name

@@ -9,7 +9,7 @@ import numpy as np
 __all__ = ["TARGET_SAMPLE_RATE", "AudioDecodeError", "decode_audio", "slice_seconds", "to_bytes", "from_bytes",
            "to_wav_bytes"]
 
-TARGET_SAMPLE_RATE = 16_000
+from ray_ser.schema import SAMPLE_RATE as TARGET_SAMPLE_RATE
 
 
 class AudioDecodeError(ValueError):

@@ -14,11 +14,12 @@ __all__ = ["AudioEmotionPredictor"]
 
 
 class AudioEmotionPredictor:
-    """``predict_batch(audios, speakers=None) -> probabilities [n, 8]`` over a model with
-    ``load``, ``prepare(audios, speakers=...)``, ``feature_sums`` and ``options.speaker_normalization``.
+    """A BranchPredictor (ray_ser/branches/base.py) over a model with ``load``, ``prepare(audios,
+    speakers=...)``, ``feature_sums`` and ``settings.speaker_normalised``.
 
-    A speaker-normalised checkpoint (``uses_speaker_statistics``) also takes each clip's speaker
-    statistics: ``feature_sums`` added up over all of that speaker's clips; None leaves a clip as it is.
+    A speaker-normalised checkpoint has ``speaker_profiles`` (this object): ``predict_batch`` then
+    takes each clip's speaker statistics, ``feature_sums`` added up over all of that speaker's
+    clips; None leaves a clip as it is. Otherwise ``speaker_profiles`` is None.
     """
 
     input_kind = "audio"
@@ -27,7 +28,7 @@ class AudioEmotionPredictor:
     def __init__(self, model: torch.nn.Module, device: str = "cpu") -> None:
         self.model = model.to(device).eval()
         self.device = device
-        self.uses_speaker_statistics = model.options.speaker_normalization
+        self.speaker_profiles = self if model.settings.speaker_normalised else None
 
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "cpu") -> AudioEmotionPredictor:
@@ -38,9 +39,9 @@ class AudioEmotionPredictor:
 
     def with_known_speakers(self, statistics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Speaker statistics with the checkpoint's training clips added for the speakers it was trained on."""
-        from ray_ser.models.speaker_norm import with_known_speakers
+        from ray_ser.models.features.speaker_norm import with_known_speakers
 
-        return with_known_speakers(statistics, getattr(self.model, "known_speakers", {}))
+        return with_known_speakers(statistics, self.model.known_speakers)
 
     @torch.inference_mode()
     def predict_batch(self, audios: Sequence[np.ndarray],

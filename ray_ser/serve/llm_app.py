@@ -16,29 +16,35 @@ if TYPE_CHECKING:
 __all__ = ["build_llm_app", "run_llm_server", "served_model_id"]
 
 
+def _speech_llm_branch(cfg: LabelConfig, branch_name: str):
+    from ray_ser.config import ConfigError
+
+    branch = cfg.branch(branch_name)
+    if branch.family != "speech_llm" or not branch.checkpoint:
+        raise ConfigError(f"serve-llm needs a trained speech_llm branch; {branch_name!r} is {branch.family} "
+                          f"with checkpoint {branch.checkpoint!r}")
+    return branch
+
+
 def served_model_id(cfg: LabelConfig, branch_name: str) -> str:
-    return cfg.branch(branch_name).llm_settings().served_model or branch_name
+    return _speech_llm_branch(cfg, branch_name).llm.served_model or branch_name
 
 
 def build_llm_app(cfg: LabelConfig, branch_name: str):
     """An OpenAI app for one speech_llm branch; engine settings come from its llm section."""
     from ray.serve.llm import LLMConfig, build_openai_app
 
-    from ray_ser.config import ConfigError
+    from ray_ser.branches.speech_llm.engines import model_directory, vllm_cpu_env, vllm_engine_kwargs
     from ray_ser.io.storage import localize_directory
-    from ray_ser.models.speech_llm import model_directory, vllm_cpu_env, vllm_engine_kwargs
 
-    branch = cfg.branch(branch_name)
-    if branch.family != "speech_llm" or not branch.checkpoint:
-        raise ConfigError(f"serve-llm needs a trained speech_llm branch; {branch_name!r} is {branch.family} "
-                          f"with checkpoint {branch.checkpoint!r}")
-    llm = branch.llm_settings()
-    local = localize_directory(branch.checkpoint, cfg.storage, str(cfg.resolved_cache_dir()))
+    branch = _speech_llm_branch(cfg, branch_name)
+    llm = branch.llm
+    local = localize_directory(branch.checkpoint, cfg.storage, cfg.resolved_cache_dir())
     on_cpu = branch.device == "cpu"
     config = LLMConfig(
         model_loading_config={"model_id": served_model_id(cfg, branch_name),
                               "model_source": str(model_directory(local))},
-        engine_kwargs=vllm_engine_kwargs(llm, branch.device, branch.few_shot.k if branch.few_shot else 0),
+        engine_kwargs=vllm_engine_kwargs(llm, branch.device, branch.max_shots),
         # Without this, Serve LLM asks the cluster for a GPU and waits forever on CPU nodes.
         accelerator_config={"kind": "cpu" if on_cpu else "gpu"},
         deployment_config={"num_replicas": cfg.serve.llm_replicas},
@@ -51,7 +57,7 @@ def run_llm_server(cfg: LabelConfig, branch_name: str, blocking: bool = True):
     """`ray-ser serve-llm`: the OpenAI app on cfg.serve.host:port under serve.llm_route_prefix."""
     from ray import serve
 
-    from ray_ser.pipeline import ray_session
+    from ray_ser.runtime import ray_session
 
     with ray_session(cfg.ray):
         serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})

@@ -2,36 +2,41 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ray_ser.core.errors import predict_isolating_failures
 from ray_ser.io.audio import TARGET_SAMPLE_RATE, from_bytes
 from ray_ser.metrics import StageMetrics
 from ray_ser.schema import STATUS_ERROR, STATUS_OK
-from ray_ser.stages.base import predict_isolating_failures, require_columns
+from ray_ser.stages.base import Stage, StagePlan
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ray_ser.config import AsrConfig
+    from ray_ser.config import AsrConfig, LabelConfig
 
 __all__ = ["AsrStage"]
 
 
-class AsrStage:
+class AsrStage(Stage):
+    name = "asr"
     requires = ("utterance_id", "audio", "status", "error")
     adds = ("transcript", "language", "asr_avg_logprob", "asr_no_speech_prob")
 
     def __init__(self, asr: AsrConfig, cache_dir: str) -> None:
-        from ray_ser.registry import ASR_ENGINES
+        from ray_ser.models.asr import load_asr
 
-        self.model = ASR_ENGINES.get(asr.engine)(asr, Path(cache_dir))
+        self.model = load_asr(asr, cache_dir)
         self.metrics = StageMetrics("asr")
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    @classmethod
+    def plan(cls, cfg: LabelConfig) -> StagePlan:
+        return StagePlan(cls.name, cls, {"asr": cfg.asr, "cache_dir": str(cfg.resolved_cache_dir())},
+                         cls.requires, cls.adds, cfg.asr.resources, runtime_env=cfg.asr.runtime_env)
+
+    def process(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
-        require_columns("asr", batch, self.requires)
         self.metrics.start()
         n = batch.num_rows
         audio = batch.column("audio").to_pylist()

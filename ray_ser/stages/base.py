@@ -1,20 +1,35 @@
-"""What every stage shares: declared columns, checked on each batch."""
+"""What every stage shares: declared columns, a setup/teardown lifecycle, and the plan entry the
+pipeline builder checks and schedules.
+
+A stage class loads its model in ``__init__`` (setup, on the actor), processes a batch in
+``process``, and releases what it holds in ``teardown`` (Ray Data deletes the callable when its
+actor pool shuts down). ``__call__`` checks the declared columns first, so a wiring mistake is a
+clear error rather than a KeyError deep in a model. A ``StagePlan`` names a stage with its
+arguments, its declared columns and its resources; ``check_columns`` walks the plans' column
+chain when the plan is built, before any model loads.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+from ray_ser.core.errors import error_reason, predict_isolating_failures
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["StageContractError", "require_columns", "error_reason", "append_warning", "predict_isolating_failures"]
+    from ray_ser.config_types import StageResources, TaskResources
+
+__all__ = ["StageContractError", "Stage", "StagePlan", "check_columns", "require_columns", "error_reason",
+           "append_warning", "predict_isolating_failures"]
 
 
 class StageContractError(RuntimeError):
     """A batch lacks columns the stage declares it needs: a wiring bug, so it is fatal."""
 
 
-def require_columns(stage: str, batch: pa.Table, required: tuple[str, ...]) -> None:
+def require_columns(stage: str, batch: pa.Table, required: Sequence[str]) -> None:
     missing = [c for c in required if c not in batch.column_names]
     if missing:
         raise StageContractError(
@@ -23,12 +38,62 @@ def require_columns(stage: str, batch: pa.Table, required: tuple[str, ...]) -> N
         )
 
 
-def error_reason(stage: str, exc: BaseException) -> str:
-    """The row-level error text: '<stage>: <ExceptionType>: <message>' (bounded length)."""
-    message = str(exc).strip().replace("\n", " ")
-    kind = type(exc).__name__
-    text = f"{stage}: {message}" if kind in ("AudioDecodeError",) else f"{stage}: {kind}: {message}"
-    return text[:500]
+class Stage:
+    """Base of the callable stage classes (Ray Data actor pools)."""
+
+    name: str = "stage"
+    requires: tuple[str, ...] = ()
+    adds: tuple[str, ...] = ()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        require_columns(self.name, batch, self.requires)
+        return self.process(batch)
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        """Release what setup acquired (a vLLM engine's processes); called once, when the pool ends."""
+
+    def __del__(self) -> None:
+        try:
+            self.teardown()
+        except Exception:  # interpreter shutdown: nothing left to report to
+            pass
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One step of the labeling plan, as the pipeline builder schedules it.
+
+    ``udf`` is a Stage class (an actor pool with ``StageResources``) or a function (tasks with
+    ``TaskResources``); ``kwargs`` go to its constructor or as keyword arguments.
+    """
+
+    name: str
+    udf: type | Callable[..., Any]
+    kwargs: dict[str, Any]
+    requires: tuple[str, ...]
+    adds: tuple[str, ...]
+    resources: StageResources | TaskResources
+    runtime_env: dict[str, Any] | None = None
+    batch_size: int | None = None  # tasks only: rows per call (None: whole blocks)
+    removes: tuple[str, ...] = field(default=())
+
+    @property
+    def is_actor(self) -> bool:
+        return isinstance(self.udf, type)
+
+
+def check_columns(initial: Iterable[str], plans: Sequence[StagePlan]) -> None:
+    """Walk the plans' declared columns from the input's: every stage finds what it needs."""
+    available = set(initial)
+    for plan in plans:
+        missing = [c for c in plan.requires if c not in available]
+        if missing:
+            raise StageContractError(f"stage {plan.name!r} needs columns {missing} that no earlier stage adds "
+                                     f"(available: {sorted(available)})")
+        available = (available - set(plan.removes)) | set(plan.adds)
 
 
 def append_warning(batch: pa.Table, new: list[str | None]) -> pa.Table:
@@ -40,22 +105,3 @@ def append_warning(batch: pa.Table, new: list[str | None]) -> pa.Table:
         merged = ["; ".join(w for w in (a, b) if w) or None for a, b in zip(old, new)]
         return batch.set_column(batch.schema.get_field_index("warnings"), "warnings", pa.array(merged, pa.string()))
     return batch.append_column("warnings", pa.array(new, pa.string()))
-
-
-def predict_isolating_failures(stage: str, predict_batch, items: list) -> tuple[list, list[str | None]]:
-    """One batched call; if it raises, one call per item, so a bad item costs only itself.
-
-    Returns (results, errors): errors[i] is None where results[i] is valid.
-    """
-    try:
-        return list(predict_batch(items)), [None] * len(items)
-    except Exception:
-        results, errors = [], []
-        for item in items:
-            try:
-                results.append(predict_batch([item])[0])
-                errors.append(None)
-            except Exception as exc:
-                results.append(None)
-                errors.append(error_reason(stage, exc))
-        return results, errors

@@ -12,33 +12,36 @@ from ray_ser.io.audio import TARGET_SAMPLE_RATE, decode_audio, slice_seconds, to
 from ray_ser.io.storage import FileReader
 from ray_ser.metrics import StageMetrics
 from ray_ser.schema import STATUS_ERROR, STATUS_OK
-from ray_ser.stages.base import error_reason, require_columns
+from ray_ser.stages.base import Stage, StagePlan, error_reason
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ray_ser.config import DecodeConfig, StorageConfig
+    from ray_ser.config import DecodeConfig, LabelConfig, StorageConfig
 
 __all__ = ["DecodeStage", "segment_id"]
+
+# The inputs table (ray_ser/io/manifest.py) has these; decode replaces them with one row per clip.
+INPUT_COLUMNS = ("input_id", "path", "start", "end", "speaker", "manifest_error")
 
 
 def segment_id(input_id: str, start_s: float) -> str:
     return f"{input_id}@{int(round(start_s * 1000))}"
 
 
-class DecodeStage:
+class DecodeStage(Stage):
+    name = "decode"
     requires = ("input_id", "path", "start", "end", "manifest_error")
     adds = ("utterance_id", "source", "duration", "segment_index", "segment_count", "audio", "status", "error")
+    removes = ("path", "manifest_error")
 
     def __init__(self, storage: StorageConfig, decode: DecodeConfig, skip_ids: frozenset[str] = frozenset()) -> None:
-        from ray_ser.models.vad import SileroSegmenter, VadOptions
+        from ray_ser.models.asr.vad import SileroSegmenter
 
         self.storage = storage
         self.max_segment_s = decode.max_segment_s
         self.skip_ids = skip_ids
-        self.segmenter = SileroSegmenter.load(
-            VadOptions(decode.max_segment_s, decode.min_speech_ms, decode.min_silence_ms)
-        )
+        self.segmenter = SileroSegmenter.load(decode)
         self.reader = FileReader(storage)
         self.metrics = StageMetrics("decode")
 
@@ -50,10 +53,14 @@ class DecodeStage:
         found = self.segmenter.predict_batch([samples])[0]
         return [(offset + s.start, offset + s.end) for s in found]
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    @classmethod
+    def plan(cls, cfg: LabelConfig, skip_ids: frozenset[str] = frozenset()) -> StagePlan:
+        return StagePlan(cls.name, cls, {"storage": cfg.storage, "decode": cfg.decode, "skip_ids": skip_ids},
+                         cls.requires, cls.adds, cfg.decode.resources, removes=cls.removes)
+
+    def process(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
-        require_columns("decode", batch, self.requires)
         self.metrics.start()
         out: dict[str, list] = {name: [] for name in (
             "utterance_id", "input_id", "source", "speaker", "start", "end", "duration",

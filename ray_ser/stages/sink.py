@@ -6,13 +6,26 @@ from typing import TYPE_CHECKING
 
 from ray_ser.io.sink import write_part
 from ray_ser.schema import STATUS_OK, conform, output_schema
+from ray_ser.stages.base import StagePlan
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ray_ser.config import StorageConfig
+    from ray_ser.config import LabelConfig, StorageConfig
 
-__all__ = ["write_batch"]
+__all__ = ["write_batch", "plan", "SUMMARY_COLUMNS"]
+
+# What each write task returns to the driver, one row per Parquet part.
+SUMMARY_COLUMNS = ("file", "rows", "ok", "audio_s")
+
+
+def plan(cfg: LabelConfig, output_uri: str, run_id: str) -> StagePlan:
+    """The write tasks: each batch of sink.rows_per_file rows becomes one Parquet part."""
+    return StagePlan("sink", write_batch, {"output_uri": output_uri, "storage": cfg.storage,
+                                          "compression": cfg.sink.compression, "run_id": run_id,
+                                          "branches": tuple(cfg.branches)},
+                     ("utterance_id", "status", "duration"), SUMMARY_COLUMNS, cfg.sink.resources,
+                     batch_size=cfg.sink.rows_per_file)
 
 
 def write_batch(batch: pa.Table, *, output_uri: str, storage: StorageConfig, compression: str,

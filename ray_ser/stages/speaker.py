@@ -14,32 +14,43 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from ray_ser.core.errors import predict_isolating_failures
 from ray_ser.io.audio import TARGET_SAMPLE_RATE, from_bytes
 from ray_ser.metrics import StageMetrics
-from ray_ser.stages.base import predict_isolating_failures, require_columns
+from ray_ser.stages.base import Stage, StagePlan
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ray_ser.config import BranchConfig, StorageConfig
+    from ray_ser.config import LabelConfig
 
 __all__ = ["SpeakerStatisticsStage", "add_batches"]
 
 
-class SpeakerStatisticsStage:
+class SpeakerStatisticsStage(Stage):
+    name = "speaker statistics"
     requires = ("speaker", "audio")
-    adds = ("branch", "speaker", "statistics")  # the output rows replace the batch's
+    adds = ("branch", "statistics")  # the output rows (branch, speaker, statistics) replace the batch's
 
-    def __init__(self, branches: dict[str, BranchConfig], storage: StorageConfig, cache_dir: str) -> None:
-        from ray_ser.registry import load_branch_predictor
+    def __init__(self, branches: tuple[str, ...], cfg: LabelConfig) -> None:
+        from ray_ser.core.branch import load_predictor
 
-        self.predictors = {name: load_branch_predictor(b, storage, cache_dir) for name, b in branches.items()}
+        self.profiles = {}
+        for name in branches:
+            profiles = load_predictor(cfg.branch(name), cfg).speaker_profiles
+            if profiles is None:
+                raise ValueError(f"branch {name!r} is not speaker-normalised; it needs no speaker statistics")
+            self.profiles[name] = profiles
         self.metrics = StageMetrics("speaker_statistics")
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    @classmethod
+    def plan(cls, branches: tuple[str, ...], cfg: LabelConfig) -> StagePlan:
+        return StagePlan(cls.name, cls, {"branches": branches, "cfg": cfg}, cls.requires, cls.adds,
+                         cfg.speakers.resources)
+
+    def process(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
-        require_columns("speaker statistics", batch, self.requires)
         self.metrics.start()
         speakers, audios = [], []
         for speaker, value in zip(batch.column("speaker").to_pylist(), batch.column("audio").to_pylist()):
@@ -47,13 +58,13 @@ class SpeakerStatisticsStage:
                 continue
             try:
                 audios.append(from_bytes(value))
-            except Exception:
+            except ValueError:  # not whole float32 samples: the labeling pass reports the row
                 continue
             speakers.append(speaker)
         out: dict[str, list] = {"branch": [], "speaker": [], "statistics": []}
         statuses: list[str] = []
-        for name, predictor in self.predictors.items():
-            sums, failures = (predict_isolating_failures(name, predictor.feature_sums, audios)
+        for name, profiles in self.profiles.items():
+            sums, failures = (predict_isolating_failures(name, profiles.feature_sums, audios)
                               if audios else ([], []))
             statuses += ["ok" if f is None else "error" for f in failures]
             totals: dict[str, np.ndarray] = {}

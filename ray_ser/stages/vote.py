@@ -10,21 +10,35 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ray_ser.schema import STATUS_ERROR, STATUS_OK
-from ray_ser.stages.base import require_columns
+from ray_ser.stages.base import StagePlan, require_columns
 from ray_ser.vote import BranchVote, majority_vote
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["vote_batch"]
+    from ray_ser.config import LabelConfig
+
+__all__ = ["vote_batch", "plan"]
+
+ADDS = ("label", "confidence", "agreement")
+
+
+def _requires(branches: tuple[str, ...]) -> tuple[str, ...]:
+    return ("status", "error", "warnings", *(f"{b}_{c}" for b in branches for c in ("label", "probs")))
+
+
+def plan(cfg: LabelConfig) -> StagePlan:
+    branches = tuple(cfg.branches)
+    return StagePlan("vote", vote_batch, {"branches": branches, "weights": cfg.vote_weights(),
+                                          "priority": cfg.vote.priority},
+                     _requires(branches), ADDS, cfg.vote.resources)
 
 
 def vote_batch(batch: pa.Table, *, branches: tuple[str, ...], weights: dict[str, float],
                priority: tuple[str, ...]) -> pa.Table:
     import pyarrow as pa
 
-    needed = ("status", "error", "warnings", *(f"{b}_{c}" for b in branches for c in ("label", "probs")))
-    require_columns("vote", batch, needed)
+    require_columns("vote", batch, _requires(branches))
     columns = {b: (batch.column(f"{b}_label").to_pylist(), batch.column(f"{b}_probs").to_pylist())
                for b in branches}
     status = batch.column("status").to_pylist()

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ray_ser.config import BranchConfig, LabelConfig, StorageConfig
+    from ray_ser.config import LabelConfig
+    from ray_ser.config_types import BranchBase
 
 __all__ = ["TrainResult", "train_loop_per_worker", "fit_branch", "fit_branches", "train_branches", "adapt_branch",
-           "format_train_result"]
+           "format_train_result", "trainable_branches", "union_manifest", "BranchTrainingError"]
 
 
 @dataclass(frozen=True)
@@ -46,18 +47,21 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train.torch
     import torch
 
-    from ray_ser.config import BranchConfig, StorageConfig, default_cache_dir
+    from ray_ser.branches import FAMILIES
+    from ray_ser.branches.speech_llm.shots import draw_shots
+    from ray_ser.branches.training import TrainingContext
+    from ray_ser.config import LabelConfig
     from ray_ser.evaluate import emotion_metrics
-    from ray_ser.few_shot import draw_shots
+    from ray_ser.io.labelled import read_labelled_manifest
     from ray_ser.labels import NUM_CLASSES
-    from ray_ser.train.data import read_labelled_manifest, split_rows
-    from ray_ser.train.families import TRAIN_FAMILIES
-    from ray_ser.train.losses import build_loss
+    from ray_ser.models.losses import build_loss
+    from ray_ser.train.data import split_rows
 
-    branch = BranchConfig.model_validate(config["branch"])
-    storage = StorageConfig.model_validate(config["storage"])
-    train = branch.train
-    family = TRAIN_FAMILIES.get(branch.family)
+    cfg = LabelConfig.model_validate(config["profile"])
+    branch = cfg.branch(config["branch"])
+    train = type(branch.train).model_validate(config["train"])  # the branch's, or adapt's variant of it
+    family = FAMILIES.get(branch.family).training()
+    context = TrainingContext(cfg.storage, cfg.resolved_cache_dir(), cfg.columns)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(train.seed)
@@ -65,19 +69,18 @@ def train_loop_per_worker(config: dict) -> None:
     if (train.base_model or "").startswith("s3://"):  # adapting a trained branch kept on S3
         from ray_ser.io.storage import localize_directory
 
-        train = train.model_copy(update={"base_model": localize_directory(
-            train.base_model, storage, str(default_cache_dir()))})
-    rows = read_labelled_manifest(config["manifest"], storage, train.label_column, train.corpus, train.text_column,
-                                  train.speaker_column)
+        train = train.model_copy(update={"base_model": str(localize_directory(
+            train.base_model, cfg.storage, context.cache_dir))})
+    rows = read_labelled_manifest(config["manifest"], cfg.storage, cfg.columns, cfg.labels)
     if config.get("shots"):
         # Few-shot adaptation: fit the k shots; the curve reports the fit on those same shots.
         train_rows = val_rows = draw_shots(rows, **config["shots"])
     else:
         train_rows, val_rows = split_rows(rows, train.val_fraction)
     counts = np.bincount([r.label for r in train_rows], minlength=NUM_CLASSES)
-    examples = family.examples(train_rows, storage, train, merge_duplicates=True)
-    val_shard = family.examples(val_rows[rank::world], storage, train, merge_duplicates=False)
-    model = family.build(train)
+    examples = family.examples(train_rows, context, train, merge_duplicates=True)
+    val_shard = family.examples(val_rows[rank::world], context, train, merge_duplicates=False)
+    model = family.build(train, context)
     # Every rank holds every training example, so corpus statistics agree across ranks.
     shard, val_shard = family.prepare_examples(model, examples, examples[rank::world], val_shard, train)
 
@@ -89,8 +92,11 @@ def train_loop_per_worker(config: dict) -> None:
     steps = max(1, -(-len(examples) // (world * train.batch_size)))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=train.learning_rate, weight_decay=train.weight_decay)
+    total_steps = steps * train.epochs
+    # torch's OneCycleLR divides by (pct_start * total_steps - 1): a 5-step run would divide by zero.
+    warmup = 0.2 if abs(0.2 * total_steps - 1) > 1e-6 else 0.3
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=train.learning_rate,
-                                                   total_steps=steps * train.epochs, pct_start=0.2)
+                                                   total_steps=total_steps, pct_start=warmup)
     rng = np.random.default_rng(train.seed + rank)
     history: list[dict] = []  # Train V2 keeps metrics only for kept checkpoints; the curve rides along
     best_f1 = float("-inf")
@@ -136,12 +142,14 @@ def train_loop_per_worker(config: dict) -> None:
             ray.train.report(metrics, checkpoint=checkpoint)
 
 
-def fit_branch(name: str, branch: BranchConfig, manifest: str, output_uri: str,
-               storage: StorageConfig, shots: dict | None = None) -> TrainResult:
-    """Run the TorchTrainer for one branch (Ray must be initialised); return the best checkpoint.
+def fit_branch(cfg: LabelConfig, name: str, manifest: str, output_uri: str, shots: dict | None = None,
+               train: object | None = None) -> TrainResult:
+    """Run the TorchTrainer for cfg.branches[name] (Ray must be initialised); return the best checkpoint.
 
-    With shots ({"k": .., "seed": ..}) only k rows drawn from the manifest are trained on,
-    and the last epoch is kept: k examples leave nothing to validate on.
+    The branch's train section sets the workers (the one place Ray Train resources are read);
+    ``train`` replaces it (``ray-ser adapt``). With shots ({"k": .., "seed": ..}) only k rows drawn
+    from the manifest are trained on, and the last epoch is kept: k examples leave nothing to
+    validate on.
     """
     import time
 
@@ -150,15 +158,16 @@ def fit_branch(name: str, branch: BranchConfig, manifest: str, output_uri: str,
 
     from ray_ser.io.storage import filesystem_for
 
-    if branch.train is None:
+    branch = cfg.branch(name)
+    train = train or branch.train
+    if train is None:
         raise ValueError(f"branch {name!r} has no train section to fine-tune from")
     started, started_at = time.perf_counter(), time.time()
-    train = branch.train
-    fs, path = filesystem_for(output_uri, storage)
+    fs, path = filesystem_for(output_uri, cfg.storage)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"branch": branch.model_dump(), "storage": storage.model_dump(), "manifest": manifest,
-                           "shots": shots},
+        train_loop_config={"profile": cfg.model_dump(mode="json"), "branch": name,
+                           "train": train.model_dump(mode="json"), "manifest": manifest, "shots": shots},
         scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
                                      resources_per_worker={"CPU": train.cpus_per_worker}),
         run_config=RunConfig(
@@ -176,13 +185,16 @@ def fit_branch(name: str, branch: BranchConfig, manifest: str, output_uri: str,
                        started_at=started_at)
 
 
-def _worker_resources(branch: BranchConfig) -> dict[str, float]:
+def _worker_resources(branch: BranchBase) -> dict[str, float]:
     train = branch.train
     return {"CPU": train.num_workers * train.cpus_per_worker, "GPU": float(train.num_workers if train.use_gpu else 0)}
 
 
-def fit_branches(branches: dict[str, BranchConfig], manifest: str, output_uri: str,
-                 storage: StorageConfig) -> dict[str, TrainResult]:
+class BranchTrainingError(RuntimeError):
+    """A branch's training failed; the others were stopped. The message names the branch."""
+
+
+def fit_branches(cfg: LabelConfig, names: list[str], manifest: str, output_uri: str) -> dict[str, TrainResult]:
     """Fit several branches side by side (Ray must be initialised); results in the given order.
 
     Each branch's TorchTrainer starts as soon as the cluster's free CPUs and GPUs hold its
@@ -190,78 +202,121 @@ def fit_branches(branches: dict[str, BranchConfig], manifest: str, output_uri: s
     nothing else runs, and is left to the autoscaler): Train V2 gives up on a placement group
     after 60 s, so trainers are not queued on Ray's side. On a cluster every branch gets its own
     workers; on one machine the trainers share the cores, and one's start-up, validation and
-    checkpointing fill another's idle time. A failed branch does not stop the others; the first
-    failure is raised once all have ended.
+    checkpointing fill another's idle time.
+
+    The first branch that fails ends the whole run at once with its error (BranchTrainingError):
+    training the others on for minutes would only hide it. Trainers still running are left to
+    the caller's Ray session, whose end stops them (``ray_session`` does).
     """
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    import queue
+    import threading
 
     import ray
 
+    branches = {name: cfg.branch(name) for name in names}
     untrainable = [name for name, branch in branches.items() if branch.train is None]
     if untrainable:
         raise ValueError(f"branches {untrainable} have no train section to fine-tune from")
     available = ray.available_resources()
     free = {k: float(available.get(k, 0.0)) for k in ("CPU", "GPU")}
-    pending = [(name, branch, _worker_resources(branch)) for name, branch in branches.items()]
-    running: dict = {}
+    pending = [(name, _worker_resources(branch)) for name, branch in branches.items()]
+    running: dict[str, dict[str, float]] = {}
     results: dict[str, TrainResult] = {}
-    failures: list[BaseException] = []
-    with ThreadPoolExecutor(max_workers=max(1, len(pending)), thread_name_prefix="fit") as pool:
-        while pending or running:
-            for item in list(pending):
-                name, branch, need = item
-                fits = all(need[k] <= free[k] + 1e-9 for k in need)
-                if fits or not running:
-                    pending.remove(item)
-                    for k in need:
-                        free[k] -= need[k]
-                    running[pool.submit(fit_branch, name, branch, manifest, output_uri, storage)] = (name, need)
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                name, need = running.pop(future)
+    finished: queue.Queue = queue.Queue()
+
+    def fit(name: str) -> None:
+        try:
+            finished.put((name, fit_branch(cfg, name, manifest, output_uri), None))
+        except BaseException as exc:  # reported to the driver thread, which raises it
+            finished.put((name, None, exc))
+
+    while pending or running:
+        for name, need in list(pending):
+            if all(need[k] <= free[k] + 1e-9 for k in need) or not running:
+                pending.remove((name, need))
                 for k in need:
-                    free[k] += need[k]
-                try:
-                    results[name] = future.result()
-                except Exception as exc:  # the others keep training
-                    failures.append(exc)
-    if failures:
-        raise failures[0]
+                    free[k] -= need[k]
+                running[name] = need
+                # Daemon threads: a failure must not wait for the other trainers to finish.
+                threading.Thread(target=fit, args=(name,), name=f"fit-{name}", daemon=True).start()
+        name, result, error = finished.get()
+        for k, amount in running.pop(name).items():
+            free[k] += amount
+        if error is not None:
+            raise BranchTrainingError(f"branch {name!r} failed to train: {type(error).__name__}: {error}") \
+                from error
+        results[name] = result
     return {name: results[name] for name in branches}
 
 
-def train_branches(cfg: LabelConfig, names: list[str], manifest: str, output_uri: str) -> dict[str, TrainResult]:
-    """`ray-ser train`: fine-tune cfg.branches[name] for each name on manifest, side by side;
-    checkpoints under output_uri."""
-    from ray_ser.pipeline import ray_session
+def trainable_branches(cfg: LabelConfig) -> list[str]:
+    """The profile's branches that have a train section, in profile order."""
+    return [name for name, branch in cfg.branches.items() if branch.train is not None]
 
-    branches = {name: cfg.branch(name) for name in names}
+
+def train_branches(cfg: LabelConfig, manifest: str | list[str], output_uri: str,
+                   names: list[str] | None = None) -> dict[str, TrainResult]:
+    """`ray-ser train`: fine-tune the named branches (every trainable one when None) on the manifest(s),
+    side by side; checkpoints under output_uri. Several manifests are trained on as their union."""
+    from ray_ser.runtime import ray_session
+
+    names = names or trainable_branches(cfg)
+    if not names:
+        raise ValueError("the profile has no branch with a train section")
+    for name in names:
+        cfg.branch(name)  # unknown names fail here, before Ray starts
     with ray_session(cfg.ray):
-        return fit_branches(branches, manifest, output_uri, cfg.storage)
+        manifest = union_manifest(manifest, cfg, output_uri) if isinstance(manifest, list) else manifest
+        return fit_branches(cfg, names, manifest, output_uri)
+
+
+def union_manifest(manifests: list[str], cfg: LabelConfig, output_uri: str) -> str:
+    """One manifest listing the rows of several (paths made absolute), written beside the checkpoints."""
+    if len(manifests) == 1:
+        return manifests[0]
+    import posixpath
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ray_ser.io.manifest import read_manifest_table, resolve_path
+    from ray_ser.io.storage import filesystem_for
+
+    tables = []
+    for uri in manifests:
+        table = read_manifest_table(uri, cfg.storage)
+        base = posixpath.dirname(uri)
+        paths = [resolve_path(str(p), base) for p in table.column("path").to_pylist()]
+        table = table.set_column(table.schema.get_field_index("path"), "path", pa.array(paths, pa.string()))
+        tables.append(table.cast(pa.schema([(f.name, pa.string()) for f in table.schema])))
+    union = pa.concat_tables(tables, promote_options="permissive")
+    fs, root = filesystem_for(output_uri, cfg.storage)
+    fs.create_dir(root, recursive=True)
+    target = f"{root}/training-manifest.parquet"
+    pq.write_table(union, target, filesystem=fs)
+    return f"s3://{target}" if output_uri.startswith("s3://") else target
 
 
 def adapt_branch(cfg: LabelConfig, name: str, output_uri: str) -> TrainResult:
     """`ray-ser adapt`: a quick LoRA run of a trained speech_llm branch on its few_shot examples."""
     from ray_ser.config import ConfigError
-    from ray_ser.pipeline import ray_session
+    from ray_ser.runtime import ray_session
 
     branch = cfg.branch(name)
     if branch.family != "speech_llm" or branch.few_shot is None or not branch.checkpoint or branch.train is None:
         raise ConfigError(f"adapt needs a trained speech_llm branch with train and few_shot sections; "
                           f"branch {name!r} is {branch.family} (checkpoint={branch.checkpoint!r}, "
-                          f"few_shot={'set' if branch.few_shot else 'unset'})")
+                          f"few_shot={'set' if getattr(branch, 'few_shot', None) else 'unset'})")
     shots = branch.few_shot
     per_worker = max(1, -(-shots.k // branch.train.num_workers))
     train = branch.train.model_copy(update={
         "base_model": branch.checkpoint, "epochs": shots.epochs, "learning_rate": shots.learning_rate,
         # Few-shot adaptation is a LoRA run even where the branch was first trained in full.
         "finetune": branch.train.finetune if branch.train.finetune.startswith("lora") else "lora",
-        "batch_size": min(branch.train.batch_size, per_worker), "label_column": shots.label_column,
-        "corpus": shots.corpus, "text_column": shots.text_column})
-    adapted = branch.model_copy(update={"train": train})
+        "batch_size": min(branch.train.batch_size, per_worker)})
     with ray_session(cfg.ray):
-        return fit_branch(name, adapted, shots.manifest, output_uri, cfg.storage,
-                          shots={"k": shots.k, "seed": shots.seed})
+        return fit_branch(cfg, name, shots.manifest, output_uri, shots={"k": shots.k, "seed": shots.seed},
+                          train=train)
 
 
 def format_train_result(result: TrainResult) -> str:

@@ -51,7 +51,9 @@ def test_health_lists_the_branches(endpoint):
 
 
 def test_a_clip_gets_a_label_every_branch_vote_and_a_transcript(endpoint, corpus_rows):
-    from ray_ser.serve.annotator import ClipAnnotator
+    from ray_ser.core.annotator import Annotator
+    from ray_ser.core.branch import Clip
+    from ray_ser.serve.app import decode_clip
 
     url, cfg = endpoint
     audio = open(corpus_rows[0]["path"], "rb").read()
@@ -62,8 +64,8 @@ def test_a_clip_gets_a_label_every_branch_vote_and_a_transcript(endpoint, corpus
         assert set(vote["probs"]) == set(EMOTIONS) and sum(vote["probs"].values()) == pytest.approx(1, abs=1e-4)
     assert body["transcript"] and 0 < body["agreement"] <= 1
     # The endpoint is the same code as a direct call on the same checkpoints.
-    direct = ClipAnnotator.load(cfg).annotate(audio)
-    assert direct["label"] == body["label"] and direct["transcript"] == body["transcript"]
+    direct = Annotator.load(cfg).annotate([Clip(decode_clip(audio, 20.0)[0])])[0]
+    assert direct.label == body["label"] and direct.transcript == body["transcript"]
 
 
 def test_json_body_with_a_given_transcript_skips_asr(endpoint, corpus_rows):

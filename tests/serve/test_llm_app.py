@@ -36,8 +36,8 @@ def llm_server(branch_config, speech_llm_dir):
 
 def test_openai_api_answers_a_label_with_the_same_distribution_as_transformers(llm_server, speech_llm_dir,
                                                                                corpus_clips):
-    from ray_ser.config import SpeechLLMConfig
-    from ray_ser.models.speech_llm import SpeechLLMPredictor
+    from ray_ser.branches.speech_llm.settings import SpeechLLMConfig
+    from ray_ser.branches.speech_llm.engines import SpeechLLMPredictor
 
     url, _ = llm_server
     with urllib.request.urlopen(f"{url}/llm/v1/models", timeout=30) as response:

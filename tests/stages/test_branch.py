@@ -6,12 +6,12 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 
-from ray_ser.config import BranchConfig, StorageConfig
 from ray_ser.io.audio import to_bytes
 from ray_ser.labels import EMOTIONS
 from ray_ser.stages.base import StageContractError
 from ray_ser.stages.branch import BranchStage
 from ray_ser.stages.vote import vote_batch
+from tests.conftest import profile_with
 
 
 def _batch(corpus_rows, n=3):
@@ -27,10 +27,10 @@ def _batch(corpus_rows, n=3):
 
 @pytest.fixture(scope="module")
 def stages(branch_checkpoints, tmp_path_factory):
-    cache = str(tmp_path_factory.mktemp("cache"))
-    speech = BranchConfig(family="speech_encoder", checkpoint=branch_checkpoints["speech"])
-    text = BranchConfig(family="text_classifier", checkpoint=branch_checkpoints["text"])
-    return (BranchStage("speech", speech, StorageConfig(), cache), BranchStage("text", text, StorageConfig(), cache))
+    cfg = profile_with({"speech": {"family": "speech_encoder", "checkpoint": branch_checkpoints["speech"]},
+                        "text": {"family": "text_classifier", "checkpoint": branch_checkpoints["text"]}},
+                       tmp_path_factory.mktemp("cache"))
+    return BranchStage("speech", cfg), BranchStage("text", cfg)
 
 
 def test_branch_stages_add_label_and_probs_and_isolate_a_bad_row(stages, corpus_rows):
@@ -73,26 +73,27 @@ def test_known_speakers_are_profiled_from_their_training_clips_too(corpus_clips,
     manifest's alone; a known speaker the statistics pass never saw from its training clips."""
     import numpy as np
 
-    from ray_ser.models.prosody import ProsodyEmotionModel, ProsodyOptions, ProsodyPredictor
+    from ray_ser.branches.prosody.model import ProsodyEmotionModel, ProsodyPredictor
+    from ray_ser.branches.prosody.settings import ProsodyTrain
 
     clips = [audio for audio, _ in corpus_clips[:6]]
-    model = ProsodyEmotionModel(ProsodyOptions(speaker_normalization=True))
+    model = ProsodyEmotionModel(ProsodyTrain(speaker_normalization=True))
     model.set_reference_profile(model.functionals(clips).mean(axis=0))
     model.fit_standardization(model.clip_inputs(clips))
     sums = model.feature_sums(clips)
     model.known_speakers = {"known": sums[:4].sum(axis=0), "absent": sums[5]}
     model.save(tmp_path / "prosody")
-    branch = BranchConfig(family="prosody", checkpoint=str(tmp_path / "prosody"))
+    branches = {"prosody": {"family": "prosody", "checkpoint": str(tmp_path / "prosody")}}
     manifest_statistics = {"known": sums[4], "other": sums[5]}
     batch = pa.table({"utterance_id": ["a", "b", "c"], "speaker": ["known", "other", "absent"],
                       "audio": pa.array([to_bytes(clips[4])] * 3, pa.large_binary())})
     expected = ProsodyPredictor.load(tmp_path / "prosody").predict_batch(
         [clips[4]] * 5, [sums[4] + sums[:4].sum(axis=0), sums[5], sums[5], sums[4], None])
 
-    pooled = BranchStage("prosody", branch, StorageConfig(), str(tmp_path), manifest_statistics,
-                         pool_known_speakers=True)(batch).column("prosody_probs").to_pylist()
+    pooling = profile_with(branches, tmp_path, speakers={"pool_known_speakers": True})
+    pooled = BranchStage("prosody", pooling, manifest_statistics)(batch).column("prosody_probs").to_pylist()
     np.testing.assert_allclose(pooled, expected[:3], atol=1e-5)
-    alone = BranchStage("prosody", branch, StorageConfig(), str(tmp_path), manifest_statistics)(batch)
+    alone = BranchStage("prosody", profile_with(branches, tmp_path), manifest_statistics)(batch)
     alone = alone.column("prosody_probs").to_pylist()
     np.testing.assert_allclose(alone, expected[[3, 1, 4]], atol=1e-5)  # "absent": no statistics, unshifted
     assert not np.allclose(alone[0], pooled[0], atol=1e-4)

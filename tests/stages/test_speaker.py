@@ -7,19 +7,25 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 
-from ray_ser.config import BranchConfig, StorageConfig
+from ray_ser.branches import parse_branch
+from ray_ser.config import StorageConfig
+from ray_ser.core.branch import uses_speaker_statistics
 from ray_ser.io.audio import to_bytes
-from ray_ser.registry import uses_speaker_statistics
 from ray_ser.stages.base import StageContractError
 from ray_ser.stages.speaker import SpeakerStatisticsStage, add_batches
+from tests.conftest import profile_with
 
 
 def test_statistics_add_up_per_speaker_across_batches_and_skip_unusable_rows(branch_checkpoints, corpus_rows,
                                                                               tmp_path):
-    from ray_ser.models.speech_encoder import SpeechEncoderPredictor
+    from ray_ser.branches.speech_encoder.model import SpeechEmotionModel, SpeechEncoderPredictor
 
-    branch = BranchConfig(family="speech_encoder", checkpoint=branch_checkpoints["speech"])
-    stage = SpeakerStatisticsStage({"speech": branch}, StorageConfig(), str(tmp_path))
+    # The pass runs for speaker-normalised checkpoints: the tiny speech branch, normalised.
+    model = SpeechEncoderPredictor.load(branch_checkpoints["speech"]).model
+    SpeechEmotionModel(model.encoder, model.settings.model_copy(update={"speaker_normalization": True})).save(
+        tmp_path / "normalised")
+    cfg = profile_with({"speech": {"family": "speech_encoder", "checkpoint": str(tmp_path / "normalised")}}, tmp_path)
+    stage = SpeakerStatisticsStage(("speech",), cfg)
     clips = [sf.read(r["path"], dtype="float32")[0] for r in corpus_rows[:6]]
     speakers = ["a", "b", "a", "a", "b", "a"]
 
@@ -29,7 +35,7 @@ def test_statistics_add_up_per_speaker_across_batches_and_skip_unusable_rows(bra
 
     first = stage(batch(0, 3, ["a", None, "b"], [b"\x01\x02", to_bytes(clips[0]), None]))
     totals = add_batches([first, stage(batch(3, 6))])
-    sums = SpeechEncoderPredictor.load(branch_checkpoints["speech"]).feature_sums(clips)
+    sums = SpeechEncoderPredictor.load(tmp_path / "normalised").feature_sums(clips)
     for speaker in ("a", "b"):
         expected = sums[[i for i, s in enumerate(speakers) if s == speaker]].sum(axis=0)
         np.testing.assert_allclose(totals["speech"][speaker], expected, rtol=1e-6)
@@ -40,15 +46,15 @@ def test_statistics_add_up_per_speaker_across_batches_and_skip_unusable_rows(bra
 
 
 def test_only_a_speaker_normalised_checkpoint_asks_for_the_pass(branch_checkpoints, tmp_path):
-    from ray_ser.models.speech_encoder import SpeechEncoderPredictor
+    from ray_ser.branches.speech_encoder.model import SpeechEncoderPredictor
 
     model = SpeechEncoderPredictor.load(branch_checkpoints["speech"]).model
-    normalised = model.__class__(model.encoder, model.options.__class__(
-        **{**model.options.__dict__, "speaker_normalization": True}))
+    normalised = model.__class__(model.encoder, model.settings.model_copy(update={"speaker_normalization": True}))
     normalised.save(tmp_path / "normalised")
-    assert not uses_speaker_statistics(BranchConfig(family="speech_encoder", checkpoint=branch_checkpoints["speech"]),
-                                       StorageConfig())
-    assert uses_speaker_statistics(BranchConfig(family="speech_encoder", checkpoint=str(tmp_path / "normalised")),
-                                   StorageConfig())
-    assert not uses_speaker_statistics(BranchConfig(family="text_classifier", checkpoint=branch_checkpoints["text"]),
-                                       StorageConfig())
+
+    def branch(family, checkpoint):
+        return parse_branch({"family": family, "checkpoint": checkpoint})
+
+    assert not uses_speaker_statistics(branch("speech_encoder", branch_checkpoints["speech"]), StorageConfig())
+    assert uses_speaker_statistics(branch("speech_encoder", str(tmp_path / "normalised")), StorageConfig())
+    assert not uses_speaker_statistics(branch("text_classifier", branch_checkpoints["text"]), StorageConfig())

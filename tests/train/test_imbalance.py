@@ -15,10 +15,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from ray_ser.baseline import prosody_features
+from ray_ser.demo.baseline import prosody_features
 from ray_ser.labels import index_of
-from ray_ser.synth import CLASS_PRIOR, synthesize_corpus
-from ray_ser.train.losses import build_loss
+from ray_ser.demo.synth import CLASS_PRIOR, synthesize_corpus
+from ray_ser.models.losses import build_loss
 
 MINORITY = [index_of(c) for c, p in CLASS_PRIOR.items() if p <= 0.06]
 

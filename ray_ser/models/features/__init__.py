@@ -1,0 +1,1 @@
+"""Acoustic features shared by branch families: functionals, augmentation, speaker normalisation."""
