@@ -73,7 +73,6 @@ class TrainBase(Frozen):
         None, description="What training starts from: a hub id, a local directory, an offline alias "
         "(offline:smollm2, offline:minilm) or a small random model built locally (tiny-random:<family>). "
         "Never fetched at import time.")
-    lora_rank: int = Field(8, ge=1, description="LoRA rank where finetune is a LoRA mode (alpha = 2 * rank).")
     loss: Loss = Field("weighted_ce", description="Loss against class imbalance; weights come from the "
                        "training prior.")
     focal_gamma: float = Field(2.0, ge=0, description="Focusing parameter of the focal losses.")

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from ray_ser.config import LabelConfig
     from ray_ser.stages.base import StagePlan
 
-__all__ = ["LabelSummary", "collect_speaker_statistics", "label_plan", "build_label_plan", "apply_stage",
+__all__ = ["LabelSummary", "collect_speaker_statistics", "label_plan", "build_label_plan", "stage_arguments",
+           "apply_stage",
            "run_label_job", "new_run_id"]
 
 
@@ -57,19 +58,23 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
-def apply_stage(ds: ray.data.Dataset, plan: StagePlan) -> ray.data.Dataset:
-    """One stage of the plan on the dataset, scheduled with its configured resources."""
+def stage_arguments(plan: StagePlan) -> dict:
+    """``map_batches`` arguments for one stage: its resources, pool bounds and batch size from config.
+    (A pure function, so what the config asks of Ray Data can be read without a cluster.)"""
     from ray.data import ActorPoolStrategy
 
     if plan.is_actor:
         res = plan.resources
-        return ds.map_batches(
-            plan.udf, batch_format="pyarrow", fn_constructor_kwargs=plan.kwargs,
-            compute=ActorPoolStrategy(min_size=res.min_actors, max_size=res.max_actors),
-            batch_size=res.batch_size, num_cpus=res.num_cpus, num_gpus=res.num_gpus,
-            **({"runtime_env": plan.runtime_env} if plan.runtime_env else {}))
-    return ds.map_batches(plan.udf, batch_format="pyarrow", fn_kwargs=plan.kwargs, batch_size=plan.batch_size,
-                          num_cpus=plan.resources.num_cpus)
+        return {"fn_constructor_kwargs": plan.kwargs,
+                "compute": ActorPoolStrategy(min_size=res.min_actors, max_size=res.max_actors),
+                "batch_size": res.batch_size, "num_cpus": res.num_cpus, "num_gpus": res.num_gpus,
+                **({"runtime_env": plan.runtime_env} if plan.runtime_env else {})}
+    return {"fn_kwargs": plan.kwargs, "batch_size": plan.batch_size, "num_cpus": plan.resources.num_cpus}
+
+
+def apply_stage(ds: ray.data.Dataset, plan: StagePlan) -> ray.data.Dataset:
+    """One stage of the plan on the dataset, scheduled with its configured resources."""
+    return ds.map_batches(plan.udf, batch_format="pyarrow", **stage_arguments(plan))
 
 
 _MAX_INPUT_BLOCKS = 2000  # millions of tiny blocks would swamp the scheduler; batches still split them
@@ -81,13 +86,20 @@ def _to_blocks(table: pa.Table, batch_size: int) -> list[pa.Table]:
     return [table.slice(i * rows_per_block, rows_per_block) for i in range(count)]
 
 
+def configure_data_context(cfg: LabelConfig) -> None:
+    """Ray Data's driver-side settings from the profile."""
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = cfg.ray.progress_bars
+
+
 def _run(cfg: LabelConfig, inputs: pa.Table, plans: list[StagePlan]) -> ray.data.Dataset:
     import ray.data
 
     from ray_ser.stages.base import check_columns
 
     check_columns(inputs.column_names, plans)
-    ray.data.DataContext.get_current().enable_progress_bars = cfg.ray.progress_bars
+    configure_data_context(cfg)
     ds = ray.data.from_arrow(_to_blocks(inputs, cfg.decode.resources.batch_size))
     for plan in plans:
         ds = apply_stage(ds, plan)
@@ -142,6 +154,11 @@ def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id
     return _run(cfg, inputs, label_plan(cfg, output_uri, run_id, skip_ids, speaker_statistics))
 
 
+def job_inputs(cfg: LabelConfig, input_uri: str):
+    """The job's inputs (ray_ser/io/manifest.py), the speaker column as the profile names it."""
+    return read_inputs(input_uri, cfg.storage, cfg.columns.speaker)
+
+
 def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str | None = None) -> LabelSummary:
     """Label everything under input_uri into output_uri, resuming what an earlier run wrote."""
     import pyarrow as pa
@@ -153,7 +170,7 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
     cfg.require_checkpoints()
     cfg.require_transcripts()
     run_id = run_id or new_run_id()
-    input_set = read_inputs(input_uri, cfg.storage, cfg.columns.speaker)
+    input_set = job_inputs(cfg, input_uri)
     progress = scan_progress(output_uri, cfg.storage)
     table = input_set.table
     if progress.complete_inputs:

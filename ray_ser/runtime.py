@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Iterator
 if TYPE_CHECKING:
     from ray_ser.config import RayConfig
 
-__all__ = ["ray_session"]
+__all__ = ["ray_session", "init_arguments"]
+
+
+def init_arguments(cfg: RayConfig) -> dict:
+    """``ray.init`` arguments: an existing cluster's address, or a local cluster's CPUs and temp dir."""
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": True}
+    if cfg.address:
+        return {"address": cfg.address, **kwargs}
+    return {"num_cpus": cfg.num_cpus, "_temp_dir": cfg.temp_dir, **kwargs}
 
 
 @contextlib.contextmanager
@@ -19,11 +27,7 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    kwargs: dict = {"include_dashboard": False, "log_to_driver": True}
-    if cfg.address:
-        ray.init(address=cfg.address, **kwargs)
-    else:
-        ray.init(num_cpus=cfg.num_cpus, _temp_dir=cfg.temp_dir, **kwargs)
+    ray.init(**init_arguments(cfg))
     try:
         yield
     finally:

@@ -116,14 +116,23 @@ class EmotionEndpoint:
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
 
 
+def http_options(cfg: LabelConfig) -> dict:
+    """Where Serve's HTTP proxy listens."""
+    return {"host": cfg.serve.host, "port": cfg.serve.port}
+
+
+def deployment_options(cfg: LabelConfig) -> dict:
+    """Serve deployment options from cfg.serve: the one place Serve resources are read."""
+    s = cfg.serve
+    return {"num_replicas": s.num_replicas, "max_ongoing_requests": s.max_ongoing_requests,
+            "ray_actor_options": {"num_cpus": s.num_cpus, "num_gpus": s.num_gpus}}
+
+
 def build_app(cfg: LabelConfig):
-    """The Serve application, with replica resources from cfg.serve (the one place they are set)."""
+    """The Serve application, scheduled as deployment_options says."""
     from ray import serve
 
-    s = cfg.serve
-    deployment = serve.deployment(EmotionEndpoint, name="ray_ser").options(
-        num_replicas=s.num_replicas, max_ongoing_requests=s.max_ongoing_requests,
-        ray_actor_options={"num_cpus": s.num_cpus, "num_gpus": s.num_gpus})
+    deployment = serve.deployment(EmotionEndpoint, name="ray_ser").options(**deployment_options(cfg))
     return deployment.bind(cfg.model_dump(mode="json"))
 
 
@@ -135,6 +144,6 @@ def run_server(cfg: LabelConfig, blocking: bool = True):
 
     cfg.require_checkpoints()
     with ray_session(cfg.ray):
-        serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
+        serve.start(http_options=http_options(cfg))
         handle = serve.run(build_app(cfg), name="ray_ser", route_prefix=cfg.serve.route_prefix, blocking=blocking)
         return handle

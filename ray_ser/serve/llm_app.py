@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ray_ser.config import LabelConfig
 
-__all__ = ["build_llm_app", "run_llm_server", "served_model_id"]
+__all__ = ["build_llm_app", "run_llm_server", "served_model_id", "llm_config_arguments"]
 
 
 def _speech_llm_branch(cfg: LabelConfig, branch_name: str):
@@ -30,26 +30,33 @@ def served_model_id(cfg: LabelConfig, branch_name: str) -> str:
     return _speech_llm_branch(cfg, branch_name).llm.served_model or branch_name
 
 
+def llm_config_arguments(cfg: LabelConfig, branch_name: str, model_source: str) -> dict:
+    """``ray.serve.llm.LLMConfig`` arguments for a speech_llm branch: engine settings from its llm section,
+    replicas from serve.llm_replicas (the one place the speech-LLM server's resources are read)."""
+    from ray_ser.branches.speech_llm.engines import vllm_cpu_env, vllm_engine_kwargs
+
+    branch = _speech_llm_branch(cfg, branch_name)
+    on_cpu = branch.device == "cpu"
+    return {
+        "model_loading_config": {"model_id": served_model_id(cfg, branch_name), "model_source": model_source},
+        "engine_kwargs": vllm_engine_kwargs(branch.llm, branch.device, branch.max_shots),
+        # Without this, Serve LLM asks the cluster for a GPU and waits forever on CPU nodes.
+        "accelerator_config": {"kind": "cpu" if on_cpu else "gpu"},
+        "deployment_config": {"num_replicas": cfg.serve.llm_replicas},
+        "runtime_env": {"env_vars": vllm_cpu_env(branch.llm)} if on_cpu else None,
+    }
+
+
 def build_llm_app(cfg: LabelConfig, branch_name: str):
-    """An OpenAI app for one speech_llm branch; engine settings come from its llm section."""
+    """An OpenAI app for one speech_llm branch, its checkpoint fetched to this node first if remote."""
     from ray.serve.llm import LLMConfig, build_openai_app
 
-    from ray_ser.branches.speech_llm.engines import model_directory, vllm_cpu_env, vllm_engine_kwargs
+    from ray_ser.branches.speech_llm.engines import model_directory
     from ray_ser.io.storage import localize_directory
 
     branch = _speech_llm_branch(cfg, branch_name)
-    llm = branch.llm
     local = localize_directory(branch.checkpoint, cfg.storage, cfg.resolved_cache_dir())
-    on_cpu = branch.device == "cpu"
-    config = LLMConfig(
-        model_loading_config={"model_id": served_model_id(cfg, branch_name),
-                              "model_source": str(model_directory(local))},
-        engine_kwargs=vllm_engine_kwargs(llm, branch.device, branch.max_shots),
-        # Without this, Serve LLM asks the cluster for a GPU and waits forever on CPU nodes.
-        accelerator_config={"kind": "cpu" if on_cpu else "gpu"},
-        deployment_config={"num_replicas": cfg.serve.llm_replicas},
-        runtime_env={"env_vars": vllm_cpu_env(llm)} if on_cpu else None,
-    )
+    config = LLMConfig(**llm_config_arguments(cfg, branch_name, str(model_directory(local))))
     return build_openai_app({"llm_configs": [config]})
 
 
@@ -58,8 +65,9 @@ def run_llm_server(cfg: LabelConfig, branch_name: str, blocking: bool = True):
     from ray import serve
 
     from ray_ser.runtime import ray_session
+    from ray_ser.serve.app import http_options
 
     with ray_session(cfg.ray):
-        serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
+        serve.start(http_options=http_options(cfg))
         return serve.run(build_llm_app(cfg, branch_name), name=f"llm_{branch_name}",
                          route_prefix=cfg.serve.llm_route_prefix, blocking=blocking)

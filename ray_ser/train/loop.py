@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ray_ser.config import LabelConfig
-    from ray_ser.config_types import BranchBase
+    from ray_ser.config_types import BranchBase, TrainBase
 
 __all__ = ["TrainResult", "train_loop_per_worker", "fit_branch", "fit_branches", "train_branches", "adapt_branch",
-           "format_train_result", "trainable_branches", "union_manifest", "BranchTrainingError"]
+           "format_train_result", "trainable_branches", "union_manifest", "BranchTrainingError", "scaling_arguments",
+           "adaptation"]
 
 
 @dataclass(frozen=True)
@@ -28,118 +29,36 @@ class TrainResult:
     started_at: float = 0.0    # time.time() when the trainer was launched
 
 
-def _gather(values: list) -> list:
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return values
-    parts: list = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, values)
-    return [v for part in parts for v in part]
-
-
 def train_loop_per_worker(config: dict) -> None:
+    """What each Ray Train worker runs: ray_ser.train.run.run_training with this worker's rank, DDP, and
+    each epoch reported to Ray Train (with a checkpoint when the epoch is kept)."""
     import os
     import tempfile
 
-    import numpy as np
     import ray.train
     import ray.train.torch
-    import torch
 
-    from ray_ser.branches import FAMILIES
-    from ray_ser.branches.speech_llm.shots import draw_shots
-    from ray_ser.branches.training import TrainingContext
     from ray_ser.config import LabelConfig
-    from ray_ser.evaluate import emotion_metrics
-    from ray_ser.io.labelled import read_labelled_manifest
-    from ray_ser.labels import NUM_CLASSES
-    from ray_ser.models.losses import build_loss
-    from ray_ser.train.data import split_rows
+    from ray_ser.train.run import WorkerContext, run_training
 
     cfg = LabelConfig.model_validate(config["profile"])
     branch = cfg.branch(config["branch"])
     train = type(branch.train).model_validate(config["train"])  # the branch's, or adapt's variant of it
-    family = FAMILIES.get(branch.family).training()
-    context = TrainingContext(cfg.storage, cfg.resolved_cache_dir(), cfg.columns)
     ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.manual_seed(train.seed)
 
-    if (train.base_model or "").startswith("s3://"):  # adapting a trained branch kept on S3
-        from ray_ser.io.storage import localize_directory
-
-        train = train.model_copy(update={"base_model": str(localize_directory(
-            train.base_model, cfg.storage, context.cache_dir))})
-    rows = read_labelled_manifest(config["manifest"], cfg.storage, cfg.columns, cfg.labels)
-    if config.get("shots"):
-        # Few-shot adaptation: fit the k shots; the curve reports the fit on those same shots.
-        train_rows = val_rows = draw_shots(rows, **config["shots"])
-    else:
-        train_rows, val_rows = split_rows(rows, train.val_fraction)
-    counts = np.bincount([r.label for r in train_rows], minlength=NUM_CLASSES)
-    examples = family.examples(train_rows, context, train, merge_duplicates=True)
-    val_shard = family.examples(val_rows[rank::world], context, train, merge_duplicates=False)
-    model = family.build(train, context)
-    # Every rank holds every training example, so corpus statistics agree across ranks.
-    shard, val_shard = family.prepare_examples(model, examples, examples[rank::world], val_shard, train)
-
-    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
-    inner = model.module if hasattr(model, "module") else model
-    device = next(inner.parameters()).device
-    loss_fn = build_loss(train.loss, counts.tolist(), gamma=train.focal_gamma)
-    # Every worker runs the same number of steps, or DDP's all-reduce would wait forever.
-    steps = max(1, -(-len(examples) // (world * train.batch_size)))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=train.learning_rate, weight_decay=train.weight_decay)
-    total_steps = steps * train.epochs
-    # torch's OneCycleLR divides by (pct_start * total_steps - 1): a 5-step run would divide by zero.
-    warmup = 0.2 if abs(0.2 * total_steps - 1) > 1e-6 else 0.3
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=train.learning_rate,
-                                                   total_steps=total_steps, pct_start=warmup)
-    rng = np.random.default_rng(train.seed + rank)
-    history: list[dict] = []  # Train V2 keeps metrics only for kept checkpoints; the curve rides along
-    best_f1 = float("-inf")
-
-    def to_device(batch: dict) -> dict:
-        return {k: v.to(device) for k, v in batch.items()}
-
-    for epoch in range(train.epochs):
-        model.train()
-        order = rng.permutation(len(shard))
-        losses = []
-        for step in range(steps):
-            chosen = [shard[order[(step * train.batch_size + k) % len(order)]] for k in range(train.batch_size)]
-            loss = family.loss(model, inner, [e.input for e in chosen],
-                               torch.tensor([e.label for e in chosen], device=device),
-                               torch.tensor([e.weight for e in chosen]), loss_fn, to_device, train)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
-        model.eval()
-        preds: list[int] = []
-        with torch.inference_mode():
-            for i in range(0, len(val_shard), train.batch_size):
-                chunk = [e.input for e in val_shard[i:i + train.batch_size]]
-                preds += inner(**to_device(family.inputs(inner, chunk))).argmax(-1).tolist()
-        truth, preds = _gather([e.label for e in val_shard]), _gather(preds)
-        metrics = {"epoch": epoch, "train_loss": float(np.mean(_gather(losses))),
-                   **{f"val_{k}": v for k, v in emotion_metrics(truth, preds, NUM_CLASSES).items()}}
-        history.append(dict(metrics))
-        metrics["history"] = list(history)
-        # Only an epoch that beats the best so far is written (a merged 135M LM is half a GB),
-        # and the last one, whose metrics carry the whole curve back to the driver. Few-shot
-        # runs keep the last epoch, so they write it alone.
-        improved = not config.get("shots") and metrics["val_macro_f1"] > best_f1
-        best_f1 = max(best_f1, metrics["val_macro_f1"])
+    def report(metrics: dict, save) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
-            if rank == 0 and (improved or epoch == train.epochs - 1):
-                inner.save(os.path.join(tmp, "branch"))
+            if save is not None:
+                save(os.path.join(tmp, "branch"))
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
+
+    worker = WorkerContext(
+        rank=ctx.get_world_rank(), world=ctx.get_world_size(), report=report,
+        prepare_model=lambda model: ray.train.torch.prepare_model(
+            model, parallel_strategy_kwargs={"find_unused_parameters": True}))
+    run_training(cfg, config["branch"], train, config["manifest"], worker, config.get("shots"))
 
 
 def fit_branch(cfg: LabelConfig, name: str, manifest: str, output_uri: str, shots: dict | None = None,
@@ -168,8 +87,7 @@ def fit_branch(cfg: LabelConfig, name: str, manifest: str, output_uri: str, shot
         train_loop_per_worker,
         train_loop_config={"profile": cfg.model_dump(mode="json"), "branch": name,
                            "train": train.model_dump(mode="json"), "manifest": manifest, "shots": shots},
-        scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
-                                     resources_per_worker={"CPU": train.cpus_per_worker}),
+        scaling_config=ScalingConfig(**scaling_arguments(train)),
         run_config=RunConfig(
             name=name, storage_path=path, storage_filesystem=fs,
             checkpoint_config=(CheckpointConfig(num_to_keep=1) if shots else CheckpointConfig(
@@ -185,9 +103,17 @@ def fit_branch(cfg: LabelConfig, name: str, manifest: str, output_uri: str, shot
                        started_at=started_at)
 
 
+def scaling_arguments(train: TrainBase) -> dict:
+    """``ScalingConfig`` arguments from a branch's train section: the one place Ray Train resources are read."""
+    return {"num_workers": train.num_workers, "use_gpu": train.use_gpu,
+            "resources_per_worker": {"CPU": train.cpus_per_worker}}
+
+
 def _worker_resources(branch: BranchBase) -> dict[str, float]:
-    train = branch.train
-    return {"CPU": train.num_workers * train.cpus_per_worker, "GPU": float(train.num_workers if train.use_gpu else 0)}
+    """What all of a branch's workers hold together, to decide whether it fits beside the others."""
+    scaling = scaling_arguments(branch.train)
+    workers = scaling["num_workers"]
+    return {"CPU": workers * scaling["resources_per_worker"]["CPU"], "GPU": float(workers if scaling["use_gpu"] else 0)}
 
 
 class BranchTrainingError(RuntimeError):
@@ -297,10 +223,10 @@ def union_manifest(manifests: list[str], cfg: LabelConfig, output_uri: str) -> s
     return f"s3://{target}" if output_uri.startswith("s3://") else target
 
 
-def adapt_branch(cfg: LabelConfig, name: str, output_uri: str) -> TrainResult:
-    """`ray-ser adapt`: a quick LoRA run of a trained speech_llm branch on its few_shot examples."""
+def adaptation(cfg: LabelConfig, name: str):
+    """(train section, few_shot section) of `ray-ser adapt`: a LoRA run from the branch's checkpoint on its
+    few_shot examples, with the few_shot section's epochs and learning rate."""
     from ray_ser.config import ConfigError
-    from ray_ser.runtime import ray_session
 
     branch = cfg.branch(name)
     if branch.family != "speech_llm" or branch.few_shot is None or not branch.checkpoint or branch.train is None:
@@ -314,6 +240,14 @@ def adapt_branch(cfg: LabelConfig, name: str, output_uri: str) -> TrainResult:
         # Few-shot adaptation is a LoRA run even where the branch was first trained in full.
         "finetune": branch.train.finetune if branch.train.finetune.startswith("lora") else "lora",
         "batch_size": min(branch.train.batch_size, per_worker)})
+    return train, shots
+
+
+def adapt_branch(cfg: LabelConfig, name: str, output_uri: str) -> TrainResult:
+    """`ray-ser adapt`: a quick LoRA run of a trained speech_llm branch on its few_shot examples."""
+    from ray_ser.runtime import ray_session
+
+    train, shots = adaptation(cfg, name)
     with ray_session(cfg.ray):
         return fit_branch(cfg, name, shots.manifest, output_uri, shots={"k": shots.k, "seed": shots.seed},
                           train=train)

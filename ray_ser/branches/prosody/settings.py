@@ -12,9 +12,8 @@ __all__ = ["ProsodyTrain", "ProsodyBranch"]
 
 
 class ProsodyTrain(TrainBase):
-    """How a prosody branch is trained: from scratch, in full (there is no pretrained model)."""
+    """How a prosody branch is trained: from scratch, in full (there is no pretrained model to tune)."""
 
-    finetune: Literal["full"] = Field("full", description="The network is small and trained from scratch.")
     speaker_normalization: bool = Field(
         False, description="Move each speaker's mean functionals onto the training speakers' mean; the network "
         "then reads the moved and the raw vector. The labeling job profiles the speakers first.")

@@ -31,10 +31,12 @@ class SpeechEncoderTrain(TrainBase):
     finetune: Literal["frozen", "full", "lora"] = Field(
         "lora", description="frozen: the head alone; full: everything but a CNN front end; lora: adapters on "
         "the attention projections, plus the head.")
-    max_seconds: float = Field(8.0, gt=0, description="Clips are cut to this length.")
+    lora_rank: int = Field(8, ge=1, description="LoRA rank where finetune is a LoRA mode (alpha = 2 * rank).")
+    max_seconds: float = Field(8.0, gt=0, description="Waveform encoders: clips are cut to this length (a "
+                               "Whisper encoder reads its own window).")
     normalize_audio: bool = Field(
-        True, description="Per-utterance waveform normalisation (keep on for pretrained SSL encoders; off lets "
-        "a from-scratch model use loudness).")
+        True, description="Waveform encoders: per-utterance normalisation (keep on for pretrained SSL encoders; "
+        "off lets a from-scratch model use loudness).")
     max_frequency_hz: float | None = Field(
         None, gt=0, description="Band limit in Hz, applied in training and inference alike; None keeps the "
         "full band. A low limit hides voice quality from a model that would otherwise learn each training voice.")

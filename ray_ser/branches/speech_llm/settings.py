@@ -52,6 +52,7 @@ class SpeechLLMTrain(TrainBase):
     finetune: Literal["lora", "lora_audio", "full"] = Field(
         "lora", description="lora: LoRA on the LM, projector trained, audio tower frozen (SELM); lora_audio: the "
         "audio tower trained too (for an encoder that starts random); full: everything (for a random LM).")
+    lora_rank: int = Field(8, ge=1, description="LoRA rank where finetune is a LoRA mode (alpha = 2 * rank).")
     transcript_dropout: float = Field(
         0.5, ge=0, le=1, description="Share of training prompts without the transcript, so one checkpoint "
         "serves both the speech-text and the speech-only branch.")

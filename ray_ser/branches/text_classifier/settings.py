@@ -17,6 +17,7 @@ class TextClassifierTrain(TrainBase):
     finetune: Literal["lora", "full", "head"] = Field(
         "lora", description="lora: adapters on the attention projections (decoder LLMs); full: every weight "
         "(small encoders); head: the classification head alone.")
+    lora_rank: int = Field(8, ge=1, description="LoRA rank where finetune is a LoRA mode (alpha = 2 * rank).")
     max_length: int = Field(64, ge=8, description="Tokens per transcript prompt.")
     template: str = Field(
         "{text}", description="The prompt around the transcript ({text} is replaced). An encoder reads the bare "
