@@ -11,6 +11,7 @@ Clip sets (each clip: id, 16 kHz mono float32 audio, reference text, language or
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -217,7 +218,8 @@ class ResourceSampler:
                 with proc.oneshot():
                     rss = proc.memory_info().rss
                     times = proc.cpu_times()
-                    self._cpu_seen[proc.pid] = times.user + times.system + times.children_user + times.children_system
+                    # own time only: a reaped child's time would count twice (its pid stays in _cpu_seen)
+                    self._cpu_seen[proc.pid] = times.user + times.system
             except self._psutil.Error:
                 continue
             if proc.pid == self._me.pid:
@@ -243,6 +245,7 @@ class ResourceSampler:
             "peak_driver_mb": round(max(s["driver_rss"] for s in self.samples) / 2**20, 1),
             "peak_workers_mb": round(max(s["workers_rss"] for s in self.samples) / 2**20, 1),
             "peak_total_mb": round(max(s["driver_rss"] + s["workers_rss"] for s in self.samples) / 2**20, 1),
+            "cpu_s": round(last["tree_cpu_s"] - first["tree_cpu_s"], 1),
             # CPU seconds this run's processes used over the cores' wall seconds (1.0: every core busy with it)
             "cpu_utilisation": round((last["tree_cpu_s"] - first["tree_cpu_s"]) / (span * cores), 3),
             "machine_cpu_utilisation": round(float(np.mean([s["machine_cpu_pct"] for s in self.samples[1:]] or [0]))
@@ -357,9 +360,6 @@ def bar_chart_png(path: Path, title: str, bars: Sequence[tuple[str, float, str]]
     return path
 
 
-MIN_PARTS_FOR_STEADY = 5
-
-
 def part_times(output: Path, started_perf: float) -> list[tuple[float, int]]:
     """(seconds since started_perf, rows) of each Parquet part under output, by modification time."""
     import pyarrow.parquet as pq
@@ -370,15 +370,33 @@ def part_times(output: Path, started_perf: float) -> list[tuple[float, int]]:
     return [(p.stat().st_mtime - offset - started_perf, pq.read_metadata(p).num_rows) for p in parts]
 
 
-def steady_rate(stamps: Sequence[tuple[float, int]]) -> float | None:
-    """Rows per second after the first result: rows done after it over the time after it. None with
-    fewer than MIN_PARTS_FOR_STEADY results (a few parts written together say nothing of a rate)."""
-    if len(stamps) < MIN_PARTS_FOR_STEADY:
+def pools_ready_s(cfg, started_perf: float) -> float | None:
+    """Seconds from started_perf until the labeling plan's actor pools had all loaded their models:
+    the time the n-th Ray Data map worker became ALIVE (its constructor, the model load, returned),
+    n being the pools' minimum sizes summed. Call while the job's Ray session is still up."""
+    import ray
+
+    from ray_ser.pipeline import label_plan
+
+    pools = sum(p.resources.min_actors for p in label_plan(cfg, "unused://", "probe") if p.is_actor)
+    actors = ray._private.state.actors()  # from the GCS directly: works without the dashboard
+    starts = sorted(a["StartTime"] / 1000 for a in actors.values()
+                    if "MapWorker" in str(a.get("ActorClassName")) and a.get("StartTime"))
+    if len(starts) < pools or not pools:
         return None
-    after = stamps[-1][0] - stamps[0][0]
-    return sum(n for _, n in stamps[1:]) / after if after > 0 else None
+    return starts[pools - 1] - (time.time() - time.perf_counter()) - started_perf
 
 
-def rows_per_part(rows: int) -> int:
-    """sink.rows_per_file giving ~20 parts: enough result times for a steady rate."""
-    return max(4, rows // 20)
+@contextlib.contextmanager
+def job_session(cfg, **extra):
+    """The job's Ray session opened here (run_label_job reuses it), so it outlives the job long
+    enough to ask Ray when its actor pools came up. extra: more ray.init arguments."""
+    import ray
+
+    from ray_ser.runtime import init_arguments
+
+    ray.init(**init_arguments(cfg.ray), **extra)
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -34,8 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (SAMPLE_RATE, Clip, ResourceSampler, cleanup_ray_temp, espeak_clips, machine,  # noqa: E402
-                     ray_overrides, table, write_json)
+from _common import (SAMPLE_RATE, Clip, ResourceSampler, cleanup_ray_temp, espeak_clips, job_session,  # noqa: E402
+                     machine, pools_ready_s, ray_overrides, table, write_json)
 
 WHISPERX_PUBLISHED = ("WhisperX (published): 70x real time = 70 audio-hours per GPU-hour, ASR alone "
                       "(Whisper large-v2, batched, one GPU; github.com/m-bain/whisperX README)")
@@ -104,14 +104,14 @@ def profile_overrides(args, models: dict[str, Path], cache: Path, work: Path) ->
     device = "cuda" if gpu else "cpu"
     branches = {
         "wavlm": {"family": "speech_encoder", "checkpoint": str(models["wavlm"]), "device": device,
-                  "resources": {"num_cpus": 2, "num_gpus": share(0.1), "batch_size": 32, "max_actors": 1}},
+                  "resources": {"num_cpus": 2, "num_gpus": share(0.5), "batch_size": 32, "max_actors": 1}},
         "prosody": {"family": "prosody", "checkpoint": str(models["prosody"]),
                     "resources": {"num_cpus": 1, "batch_size": 256, "min_actors": 1, "max_actors": 2}},
         "selm": {"family": "speech_llm", "checkpoint": str(models["selm"]), "device": device, "llm": llm,
-                 "resources": {"num_cpus": 2, "num_gpus": share(0.4), "batch_size": 64, "max_actors": 1}},
+                 "resources": {"num_cpus": 2, "num_gpus": share(1), "batch_size": 64, "max_actors": 1}},
         "selm_audio": {"family": "speech_llm", "checkpoint": str(models["selm"]), "device": device,
                        "llm": {**llm, "use_transcript": False},
-                       "resources": {"num_cpus": 2, "num_gpus": share(0.4), "batch_size": 64, "max_actors": 1}},
+                       "resources": {"num_cpus": 2, "num_gpus": share(1), "batch_size": 64, "max_actors": 1}},
     }
     if args.llm_engine != "vllm":
         for name in ("selm", "selm_audio"):
@@ -125,7 +125,7 @@ def profile_overrides(args, models: dict[str, Path], cache: Path, work: Path) ->
         f"asr.compute_type={'float16' if gpu else 'int8'}", "asr.language=null", "asr.pad_to_30s=false",
         f"asr.max_tokens_per_second={args.asr_tokens_per_second}", "asr.compression_ratio_threshold=null",
         "asr.log_prob_threshold=null", "asr.fallback_repetition_penalty=1.0", "asr.fallback_temperatures=[]",
-        f"asr.resources={{num_cpus: 2, num_gpus: {share(0.1)}, batch_size: 32, min_actors: 1, max_actors: 1}}",
+        f"asr.resources={{num_cpus: 2, num_gpus: {share(0.5)}, batch_size: 32, min_actors: 1, max_actors: 1}}",
         "sink.rows_per_file=50",
     ]
     asr_only = common + ["branches={}", "vote.priority=[]"]
@@ -171,9 +171,10 @@ class GpuSampler:
                 "gpu_memory_peak_mb": max(m for _, m in self.samples)}
 
 
-def run_once(name: str, overrides: list[str], manifest: Path, output: Path) -> dict:
-    import pyarrow.parquet as pq
+LOGICAL_GPUS = 3  # on the one physical GPU: two vLLM engines (1 each), ASR and WavLM (0.5 each)
 
+
+def run_once(name: str, overrides: list[str], manifest: Path, output: Path, gpu_run: bool) -> dict:
     from ray_ser.config import load_config
     from ray_ser.pipeline import run_label_job
 
@@ -181,19 +182,17 @@ def run_once(name: str, overrides: list[str], manifest: Path, output: Path) -> d
     shutil.rmtree(output, ignore_errors=True)  # the job resumes into an existing output: start empty
     with ResourceSampler() as sampler, GpuSampler() as gpu:
         started = time.perf_counter()
-        wall_offset = time.time() - started
-        summary = run_label_job(cfg, str(manifest), str(output))
-    parts = sorted(output.rglob("*.parquet"), key=lambda p: p.stat().st_mtime)
-    stamps = [(p.stat().st_mtime - wall_offset - started, pq.read_metadata(p).num_rows) for p in parts]
-    after = stamps[-1][0] - stamps[0][0] if len(stamps) > 1 else 0.0
-    per_row = summary.audio_seconds / max(1, summary.rows_written)
-    steady = sum(n for _, n in stamps[1:]) * per_row / after if after > 0 else None
+        with job_session(cfg, **({"num_gpus": LOGICAL_GPUS} if gpu_run else {})):
+            summary = run_label_job(cfg, str(manifest), str(output))
+            finished = time.perf_counter() - started
+            ready = pools_ready_s(cfg, started)
+    after_load = summary.audio_seconds / (finished - ready) if ready is not None and finished > ready else None
     return {"run": name, "rows": summary.rows_written, "rows_ok": summary.rows_ok,
             "audio_h": summary.audio_seconds / 3600, "wall_s": round(sampler.wall, 1),
-            "first_part_s": round(stamps[0][0], 1) if stamps else None,
+            "pools_ready_s": round(ready, 1) if ready is not None else None,
             # one GPU: audio-hours per GPU-hour is audio seconds per wall second
             "audio_h_per_gpu_h": summary.audio_seconds / sampler.wall,
-            "steady_audio_h_per_gpu_h": steady, **gpu.summary(), **sampler.summary()}
+            "after_load_audio_h_per_gpu_h": after_load, **gpu.summary(), **sampler.summary()}
 
 
 def main() -> None:
@@ -211,6 +210,9 @@ def main() -> None:
     import os
 
     args.num_cpus = args.num_cpus or os.cpu_count() or 2
+    if args.device == "cuda":
+        # Every actor shares GPU 0; Ray would hide it from the actors holding no GPU share.
+        os.environ["RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"] = "1"
 
     from gpu_models import qwen2_audio, wavlm_branch, whisper_ct2
 
@@ -232,18 +234,18 @@ def main() -> None:
     try:
         for name, overrides in (("asr_only", asr_only), ("ensemble", ensemble)):
             if name in args.runs.split(","):
-                results.append(run_once(name, overrides, manifest, work / f"out-{name}"))
+                results.append(run_once(name, overrides, manifest, work / f"out-{name}", args.device == "cuda"))
                 print(table(results[-1:], ["run", "rows_ok", "wall_s", "audio_h_per_gpu_h",
-                                           "steady_audio_h_per_gpu_h", "gpu_util_mean"]), flush=True)
+                                           "after_load_audio_h_per_gpu_h", "gpu_util_mean"]), flush=True)
     finally:
         cleanup_ray_temp()
     print()
-    print(table(results, ["run", "rows", "rows_ok", "audio_h", "wall_s", "first_part_s", "audio_h_per_gpu_h",
-                          "steady_audio_h_per_gpu_h", "gpu_util_mean", "gpu_memory_peak_mb", "cpu_utilisation"]))
+    print(table(results, ["run", "rows", "rows_ok", "audio_h", "wall_s", "pools_ready_s", "audio_h_per_gpu_h",
+                          "after_load_audio_h_per_gpu_h", "gpu_util_mean", "gpu_memory_peak_mb", "cpu_utilisation"]))
     for r in results:
-        steady = r["steady_audio_h_per_gpu_h"]
+        after = r["after_load_audio_h_per_gpu_h"]
         print(f"ray_ser {r['run']}: {r['audio_h_per_gpu_h']:.1f} audio-hours per GPU-hour with startup"
-              + (f", {steady:.1f} steady" if steady else "") + f" ({args.shape} shape, {args.device})")
+              + (f", {after:.1f} after the models loaded" if after else "") + f" ({args.shape} shape, {args.device})")
     print(WHISPERX_PUBLISHED)
     path = write_json(Path(args.out) / "gpu_profile.json", {
         "command": " ".join(sys.argv), "machine": machine(), "gpu": _gpu_name(), "shape": args.shape,

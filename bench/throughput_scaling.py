@@ -5,7 +5,8 @@
 
 Each size is one run of the job (``run_label_job``, what ``ray-ser label`` runs) on its own local
 Ray cluster, over espeak clips, sampled every 0.5 s: wall time, audio-seconds per second with
-startup and steady (rows after the first Parquet part over the time after it), CPU used, and peak
+startup and without (the marginal rate over the next smaller size: both pay the same startup),
+CPU used, and peak
 resident memory of the driver and of the cluster's processes (gcs, raylet, workers; RSS, so the
 shared object store counts in each process that maps it). The 2-hour recording is one manifest
 row that the decode stage cuts into VAD segments. bench/memory_scaling.py (the reliability work)
@@ -25,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (ResourceSampler, checkpoint_overrides, cleanup_ray_temp, espeak_clips, machine,  # noqa: E402
-                     part_times, ray_overrides, rows_per_part, steady_rate, table, tiled_recording, write_json,
+                     job_session, pools_ready_s, ray_overrides, table, tiled_recording, write_json,
                      write_manifest)
 
 
@@ -34,14 +35,12 @@ def timed_job(cfg, manifest: Path, output: Path) -> dict:
 
     with ResourceSampler() as sampler:
         started = time.perf_counter()
-        summary = run_label_job(cfg, str(manifest), str(output))
-    stamps = part_times(output, started)
-    steady = steady_rate(stamps)
-    per_row = summary.audio_seconds / summary.rows_written if summary.rows_written else 0.0
+        with job_session(cfg):
+            summary = run_label_job(cfg, str(manifest), str(output))
+            ready = pools_ready_s(cfg, started)
     return {"rows": summary.rows_written, "rows_ok": summary.rows_ok, "audio_s": round(summary.audio_seconds, 1),
-            "wall_s": round(sampler.wall, 1), "first_part_s": round(stamps[0][0], 1) if stamps else None,
-            "audio_s_per_s": summary.audio_seconds / sampler.wall,
-            "steady_audio_s_per_s": steady * per_row if steady else None, **sampler.summary()}
+            "wall_s": round(sampler.wall, 1), "pools_ready_s": round(ready, 1) if ready is not None else None,
+            "audio_s_per_s": summary.audio_seconds / sampler.wall, **sampler.summary()}
 
 
 def main() -> None:
@@ -66,29 +65,29 @@ def main() -> None:
     cfg = load_config(args.config, overrides)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     pool = espeak_clips(work, max(sizes), seed=6161) if sizes else []
-    # input name -> (manifest, rows it yields: the recording's are its VAD segments, ~one per 3.2 s sentence)
-    inputs = {f"{n} clips": (write_manifest(pool[:n], work / f"manifest-{n}.csv"), n) for n in sizes}
+    inputs = {f"{n} clips": write_manifest(pool[:n], work / f"manifest-{n}.csv") for n in sizes}
     if args.hours > 0:
         recording = tiled_recording(work, args.hours)
-        inputs[f"{args.hours:g} h recording"] = (write_manifest([recording], work / "manifest-long.csv"),
-                                                 int(args.hours * 3600 / 3.2))
+        inputs[f"{args.hours:g} h recording"] = write_manifest([recording], work / "manifest-long.csv")
     print(f"profile {args.config}, branches {list(cfg.branches)}; inputs: {list(inputs)}")
 
     results = []
     try:
-        for name, (manifest, rows) in inputs.items():
-            sized = cfg.model_copy(update={"sink": cfg.sink.model_copy(update={"rows_per_file": rows_per_part(rows)})})
+        for name, manifest in inputs.items():
             output = work / f"out-{name.replace(' ', '-')}"
             shutil.rmtree(output, ignore_errors=True)  # the job resumes into an existing output: start empty
-            row = {"input": name, **timed_job(sized, manifest, output)}
+            row = {"input": name, **timed_job(cfg, manifest, output)}
+            previous = results[-1] if results and name.endswith("clips") else None
+            extra = row["wall_s"] - previous["wall_s"] if previous else 0.0
+            row["marginal_audio_s_per_s"] = (row["audio_s"] - previous["audio_s"]) / extra if extra > 0 else None
             results.append(row)
-            print(table([row], ["input", "rows", "audio_s", "wall_s", "audio_s_per_s", "steady_audio_s_per_s",
+            print(table([row], ["input", "rows", "audio_s", "wall_s", "audio_s_per_s", "marginal_audio_s_per_s",
                                 "peak_driver_mb", "peak_workers_mb"]).splitlines()[-1], flush=True)
     finally:
         cleanup_ray_temp()
     print()
-    print(table(results, ["input", "rows", "audio_s", "wall_s", "first_part_s", "audio_s_per_s",
-                          "steady_audio_s_per_s", "cpu_utilisation", "peak_driver_mb", "peak_workers_mb",
+    print(table(results, ["input", "rows", "audio_s", "wall_s", "pools_ready_s", "audio_s_per_s",
+                          "marginal_audio_s_per_s", "cpu_utilisation", "peak_driver_mb", "peak_workers_mb",
                           "peak_total_mb"]))
     by_name = {r["input"]: r for r in results}
     memory_ratio = None
