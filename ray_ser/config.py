@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from ray_ser.branches import BranchConfig
 from ray_ser.config_types import BranchBase, ConfigError, Frozen, StageResources, TaskResources
+from ray_ser.labels import CORPUS_MAPPINGS, EMOTIONS
 
 __all__ = [
     "ConfigError",
@@ -101,6 +102,10 @@ class AsrConfig(Frozen):
     runtime_env: dict[str, Any] | None = Field(
         None, description="Ray runtime_env for the ASR actors (how whisperx gets its own torch)."
     )
+    share_encoder: bool = Field(
+        True, description="A branch whose checkpoint reads exactly this ASR's Whisper encoder (an encoder_probe "
+        "with base_model 'asr') gets each clip's pooled encoder states from the ASR's own pass instead of "
+        "encoding the clip again: identical labels, one encoder pass. Off only to measure what it saves.")
     resources: AsrResources = Field(AsrResources(), description="Scheduling of the ASR actor pool.")
 
 
@@ -130,14 +135,50 @@ class ColumnsConfig(Frozen):
                          "profiled for speaker-normalised branches.")
     text: str = Field("text", description="A transcript the text branches train on (training manifests).")
     label: str = Field("emotion", description="The emotion label (training and few-shot manifests).")
+    corpus: str = Field("corpus", description="Each row's corpus name (optional): picks the label rules and "
+                        "built-in codes of labels.rules for that row.")
+    language: str = Field("language", description="Each clip's language code (optional): the ASR transcribes in "
+                          "it instead of detecting one, and it is kept in the output.")
+
+
+# Labels of the shared corpora that have no class in the 8-class taxonomy, and what becomes of them by
+# default: RAVDESS "calm" is a low-arousal neutral delivery (the customary merge); EmoDB "boredom"
+# sits between neutral and sad, so its clips are left out of training rather than taught as either.
+DEFAULT_LABEL_RULES: dict[str, dict[str, str]] = {"ravdess": {"calm": "neutral"}, "emodb": {"boredom": "drop"}}
 
 
 class LabelsConfig(Frozen):
-    """How a manifest's labels map onto the taxonomy (ray_ser/labels.py)."""
+    """The taxonomy, and how each corpus's labels map onto it (ray_ser/labels.py)."""
 
+    classes: tuple[str, ...] = Field(
+        EMOTIONS, min_length=2, description="The classes every branch predicts and the output carries, in the "
+        "order of every probability vector. Default: MSP-Podcast's 8 (neutral, happy, sad, angry, surprise, fear, "
+        "disgust, contempt). A checkpoint trained on other classes is refused by name.")
+    rules: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_LABEL_RULES.items()},
+        description="Per corpus (the row's corpus column, else labels.corpus; '*' for every corpus): a raw label "
+        "-> a class, or 'drop' to leave such rows out of training, few-shot examples and scoring. Default: "
+        "RAVDESS calm -> neutral, EmoDB boredom dropped. A label no rule, code table or synonym maps to a class "
+        "is an error naming it.")
     corpus: str | None = Field(
-        None, description="Label mapping of the training manifest's corpus (ravdess, crema-d, iemocap, "
-        "msp-podcast); None: labels are already the taxonomy's words.")
+        None, description="The corpus of manifests without a corpus column: its rules and built-in codes "
+        "(ravdess, crema-d, iemocap, msp-podcast) apply; None: labels are already the taxonomy's words.")
+
+    @model_validator(mode="after")
+    def _classes_are_words(self) -> LabelsConfig:
+        import re
+
+        bad = [c for c in self.classes if not re.fullmatch(r"[a-z][a-z_]*", c)]
+        if bad or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"labels.classes must be distinct lower-case words; got {list(self.classes)}")
+        for corpus, rule in self.rules.items():
+            unknown = {k: v for k, v in rule.items() if v != "drop" and v not in self.classes}
+            if unknown:
+                raise ValueError(f"labels.rules.{corpus} maps to {unknown}, which are not in labels.classes")
+        if self.corpus is not None and self.corpus.lower() not in CORPUS_MAPPINGS and self.corpus not in self.rules:
+            raise ValueError(f"labels.corpus {self.corpus!r} has neither built-in codes ({sorted(CORPUS_MAPPINGS)}) "
+                             "nor labels.rules")
+        return self
 
 
 class SpeakerConfig(Frozen):
@@ -190,7 +231,7 @@ class LabelConfig(Frozen):
     sink: SinkConfig = Field(SinkConfig(), description="Parquet output.")
     ray: RayConfig = Field(RayConfig(), description="Ray connection.")
     columns: ColumnsConfig = Field(ColumnsConfig(), description="Manifest column names.")
-    labels: LabelsConfig = Field(LabelsConfig(), description="Label mapping of training manifests.")
+    labels: LabelsConfig = Field(LabelsConfig(), description="The taxonomy and each corpus's label rules.")
     branches: dict[str, BranchConfig] = Field(
         default_factory=dict, description="Voting branches by name, in plan order; each adds "
         "<name>_label and <name>_probs. Empty: an ASR-only run.")

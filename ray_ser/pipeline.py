@@ -133,11 +133,14 @@ def label_plan(cfg: LabelConfig, output_uri: str, run_id: str, skip_ids: frozens
     from ray_ser.stages.branch import BranchStage
     from ray_ser.stages.decode import DecodeStage
 
+    from ray_ser.core.branch import shares_asr_encoder
+
     speaker_statistics = speaker_statistics or {}
+    sharing = {name for name, branch in cfg.branches.items() if shares_asr_encoder(branch, cfg)}
     plans = [DecodeStage.plan(cfg, skip_ids)]
     if cfg.asr.enabled:
-        plans.append(AsrStage.plan(cfg))
-    plans += [BranchStage.plan(name, cfg, speaker_statistics.get(name)) for name in cfg.branches]
+        plans.append(AsrStage.plan(cfg, pooled_states=bool(sharing)))
+    plans += [BranchStage.plan(name, cfg, speaker_statistics.get(name), name in sharing) for name in cfg.branches]
     if cfg.branches:
         plans.append(vote.plan(cfg))
     plans.append(sink.plan(cfg, output_uri, run_id))
@@ -167,8 +170,11 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
     from ray_ser.runtime import ray_session
 
     started = time.perf_counter()
+    from ray_ser.core.branch import require_matching_classes
+
     cfg.require_checkpoints()
     cfg.require_transcripts()
+    require_matching_classes(cfg)
     run_id = run_id or new_run_id()
     input_set = job_inputs(cfg, input_uri)
     progress = scan_progress(output_uri, cfg.storage)

@@ -30,17 +30,19 @@ class Annotation:
     branches: dict[str, BranchVoteResult]
     warnings: list[str] = field(default_factory=list)
 
+    classes: tuple[str, ...] = EMOTIONS
+
     def branch_body(self) -> dict[str, dict]:
-        """Each voting branch's label and distribution, keyed by emotion."""
-        return {name: {"label": r.label, "probs": dict(zip(EMOTIONS, r.probs))}
+        """Each voting branch's label and distribution, keyed by class."""
+        return {name: {"label": r.label, "probs": dict(zip(self.classes, r.probs))}
                 for name, r in self.branches.items() if r.label is not None}
 
 
-def vote_over(results: Mapping[str, BranchVoteResult], weights: Mapping[str, float],
-              priority: Sequence[str]) -> VoteResult:
+def vote_over(results: Mapping[str, BranchVoteResult], weights: Mapping[str, float], priority: Sequence[str],
+              classes: Sequence[str] = EMOTIONS) -> VoteResult:
     """The vote over branches' results for one clip; an abstaining branch does not vote."""
     votes = {name: BranchVote(r.label, r.probs) if r.label is not None else None for name, r in results.items()}
-    return majority_vote(votes, weights, priority)
+    return majority_vote(votes, weights, priority, classes)
 
 
 def speaker_warnings(runners: Mapping[str, BranchRunner], speaker: str | None) -> list[str]:
@@ -55,11 +57,12 @@ class Annotator:
     """ASR (optional), the branch runners and the vote settings of one profile."""
 
     def __init__(self, asr: AsrModel | None, runners: dict[str, BranchRunner], weights: Mapping[str, float],
-                 priority: Sequence[str]) -> None:
+                 priority: Sequence[str], classes: Sequence[str] = EMOTIONS) -> None:
         self.asr = asr
         self.runners = runners
         self.weights = dict(weights)
         self.priority = tuple(priority)
+        self.classes = tuple(classes)
 
     @classmethod
     def load(cls, cfg: LabelConfig) -> Annotator:
@@ -68,30 +71,44 @@ class Annotator:
         from ray_ser.core.branch import load_branch_runner
         from ray_ser.models.asr import load_asr
 
+        from ray_ser.core.branch import require_matching_classes
+
         cfg.require_checkpoints()
+        require_matching_classes(cfg)
         asr = load_asr(cfg.asr, cfg.resolved_cache_dir()) if cfg.asr.enabled else None
         runners = {name: load_branch_runner(name, cfg, known_speakers_only=True) for name in cfg.branches}
-        return cls(asr, runners, cfg.vote_weights(), cfg.vote.priority)
+        return cls(asr, runners, cfg.vote_weights(), cfg.vote.priority, cfg.labels.classes)
 
-    def transcribe(self, clips: Sequence[Clip]) -> tuple[list[Transcript | None], list[str | None]]:
-        """Transcripts of the clips that have none; a failed transcription is a warning, not an error:
-        the speech branches still vote."""
+    def transcribe(self, clips: Sequence[Clip]) -> tuple[list[Transcript | None], list, list[str | None]]:
+        """Transcripts of the clips that have none, and the encoder's pooled states where a branch reads
+        them; a failed transcription is a warning, not an error: the speech branches still vote."""
         from ray_ser.core.errors import predict_isolating_failures
 
         transcripts: list[Transcript | None] = [None] * len(clips)
+        states: list = [None] * len(clips)
         failures: list[str | None] = [None] * len(clips)
         todo = [i for i, c in enumerate(clips) if c.transcript is None and c.audio is not None]
         if self.asr is None or not todo:
-            return transcripts, failures
-        found, errors = predict_isolating_failures("asr", self.asr.predict_batch, [clips[i].audio for i in todo])
-        for i, transcript, error in zip(todo, found, errors):
-            transcripts[i], failures[i] = transcript, error
-        return transcripts, failures
+            return transcripts, states, failures
+        pooled = any(r.reads_asr_encoder for r in self.runners.values())
+
+        def run(audios):
+            if not pooled:
+                return self.asr.predict_batch(audios)
+            texts, values = self.asr.transcribe(audios, pooled_states=True)
+            return list(zip(texts, values))
+
+        found, errors = predict_isolating_failures("asr", run, [clips[i].audio for i in todo])
+        for i, result, error in zip(todo, found, errors):
+            failures[i] = error
+            if result is not None:
+                transcripts[i], states[i] = result if pooled else (result, None)
+        return transcripts, states, failures
 
     def annotate(self, clips: Sequence[Clip]) -> list[Annotation]:
-        transcripts, asr_failures = self.transcribe(clips)
-        clips = [Clip(c.audio, t.text if t is not None else c.transcript, c.speaker)
-                 for c, t in zip(clips, transcripts)]
+        transcripts, states, asr_failures = self.transcribe(clips)
+        clips = [Clip(c.audio, t.text if t is not None else c.transcript, c.speaker, s)
+                 for c, t, s in zip(clips, transcripts, states)]
         per_branch = {name: runner.run(clips) for name, runner in self.runners.items()}
         out = []
         for i, clip in enumerate(clips):
@@ -99,10 +116,10 @@ class Annotator:
             warnings = [w for w in (asr_failures[i],) if w]
             warnings += speaker_warnings(self.runners, clip.speaker)
             warnings += [r.warning for r in results.values() if r.warning]
-            vote = vote_over(results, self.weights, self.priority)
+            vote = vote_over(results, self.weights, self.priority, self.classes)
             language = transcripts[i].language if transcripts[i] is not None else None
             out.append(Annotation(vote.label, vote.confidence, vote.agreement, clip.transcript, language, results,
-                                  warnings))
+                                  warnings, self.classes))
         return out
 
     def close(self) -> None:

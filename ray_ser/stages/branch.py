@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ray_ser.core.branch import Clip
 from ray_ser.io.audio import from_bytes
 from ray_ser.metrics import StageMetrics
@@ -32,20 +34,23 @@ class BranchStage(Stage):
 
         self.name = f"branch {name}"
         self.runner = load_branch_runner(name, cfg, speaker_statistics)
-        self.requires, self.adds = self.columns(name, cfg, self.runner.uses_speakers)
+        self.requires, self.adds = self.columns(name, cfg, self.runner.uses_speakers, self.runner.reads_asr_encoder)
         self.metrics = StageMetrics(f"branch_{name}")
 
     @staticmethod
-    def columns(name: str, cfg: LabelConfig, uses_speakers: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def columns(name: str, cfg: LabelConfig, uses_speakers: bool,
+                reads_asr_encoder: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(requires, adds), from the branch's settings alone."""
         kind = cfg.branch(name).input_kind()
-        requires = ("utterance_id", *_INPUT_COLUMNS[kind], *(("speaker",) if uses_speakers else ()))
+        requires = ("utterance_id", *_INPUT_COLUMNS[kind], *(("speaker",) if uses_speakers else ()),
+                    *(("encoder_features",) if reads_asr_encoder else ()))
         # warnings is created by the first branch and extended by the others (a failure's reason).
         return requires, (f"{name}_label", f"{name}_probs", "warnings")
 
     @classmethod
-    def plan(cls, name: str, cfg: LabelConfig, speaker_statistics: dict | None) -> StagePlan:
-        requires, adds = cls.columns(name, cfg, speaker_statistics is not None)
+    def plan(cls, name: str, cfg: LabelConfig, speaker_statistics: dict | None,
+             reads_asr_encoder: bool = False) -> StagePlan:
+        requires, adds = cls.columns(name, cfg, speaker_statistics is not None, reads_asr_encoder)
         return StagePlan(f"branch {name}", cls, {"name": name, "cfg": cfg, "speaker_statistics": speaker_statistics},
                          requires, adds, cfg.branch(name).resources)
 
@@ -64,7 +69,9 @@ class BranchStage(Stage):
                     audio[i] = from_bytes(value) if value else None
                 except Exception as exc:
                     unreadable[i] = error_reason(self.runner.name, exc)
-        return [Clip(a, t, s) for a, t, s in zip(audio, column("transcript"), column("speaker"))], unreadable
+        states = [None if v is None else np.asarray(v, np.float32) for v in column("encoder_features")]
+        return ([Clip(a, t, s, e) for a, t, s, e in zip(audio, column("transcript"), column("speaker"), states)],
+                unreadable)
 
     def process(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ray_ser.labels import EMOTIONS
 from ray_ser.schema import STATUS_ERROR, STATUS_OK
 from ray_ser.stages.base import StagePlan, require_columns
 from ray_ser.vote import BranchVote, majority_vote
@@ -30,12 +31,12 @@ def _requires(branches: tuple[str, ...]) -> tuple[str, ...]:
 def plan(cfg: LabelConfig) -> StagePlan:
     branches = tuple(cfg.branches)
     return StagePlan("vote", vote_batch, {"branches": branches, "weights": cfg.vote_weights(),
-                                          "priority": cfg.vote.priority},
+                                          "priority": cfg.vote.priority, "classes": cfg.labels.classes},
                      _requires(branches), ADDS, cfg.vote.resources)
 
 
 def vote_batch(batch: pa.Table, *, branches: tuple[str, ...], weights: dict[str, float],
-               priority: tuple[str, ...]) -> pa.Table:
+               priority: tuple[str, ...], classes: tuple[str, ...] = EMOTIONS) -> pa.Table:
     import pyarrow as pa
 
     require_columns("vote", batch, _requires(branches))
@@ -48,7 +49,7 @@ def vote_batch(batch: pa.Table, *, branches: tuple[str, ...], weights: dict[str,
     for i in range(batch.num_rows):
         votes = {b: BranchVote(lab[i], probs[i]) if lab[i] is not None else None
                  for b, (lab, probs) in columns.items()}
-        result = majority_vote(votes, weights, priority)
+        result = majority_vote(votes, weights, priority, classes)
         labels.append(result.label)
         confidence.append(result.confidence)
         agreement.append(result.agreement)

@@ -28,7 +28,7 @@ from torch import nn
 
 from ray_ser.branches.checkpoint import read_manifest, write_manifest
 from ray_ser.branches.prosody.settings import ProsodyTrain
-from ray_ser.labels import NUM_CLASSES
+from ray_ser.labels import EMOTIONS
 from ray_ser.models.audio_predictor import AudioEmotionPredictor
 from ray_ser.models.features.functionals import FUNCTIONAL_DIMS, prosody_features
 from ray_ser.models.features.speaker_norm import load_known_speakers, save_known_speakers, speaker_offsets
@@ -39,9 +39,10 @@ __all__ = ["ProsodyEmotionModel", "ProsodyPredictor"]
 class ProsodyEmotionModel(nn.Module):
     """functionals (moved by the speaker's offset, plus raw) -> standardise -> MLP -> 8 logits."""
 
-    def __init__(self, settings: ProsodyTrain) -> None:
+    def __init__(self, settings: ProsodyTrain, classes: tuple[str, ...] = EMOTIONS) -> None:
         super().__init__()
         self.settings = settings
+        self.classes = tuple(classes)
         inputs = 2 * FUNCTIONAL_DIMS if settings.speaker_normalization else FUNCTIONAL_DIMS
         self.register_buffer("reference_profile", torch.zeros(FUNCTIONAL_DIMS))
         self.known_speakers: dict[str, np.ndarray] = {}  # the training speakers' statistics
@@ -51,7 +52,7 @@ class ProsodyEmotionModel(nn.Module):
         self.network = nn.Sequential(
             nn.Linear(inputs, settings.hidden), nn.GELU(), nn.Dropout(settings.dropout),
             nn.Linear(settings.hidden, settings.hidden), nn.GELU(), nn.Dropout(settings.dropout),
-            nn.Linear(settings.hidden, NUM_CLASSES))
+            nn.Linear(settings.hidden, len(self.classes)))
 
     @staticmethod
     def functionals(audios: Sequence[np.ndarray]) -> np.ndarray:
@@ -107,13 +108,14 @@ class ProsodyEmotionModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.state_dict(), directory / "model.pt")
-        write_manifest(directory, "prosody", self.settings)
+        write_manifest(directory, "prosody", self.settings, self.classes)
         save_known_speakers(directory, self.known_speakers)
 
     @classmethod
     def load(cls, directory: str | Path) -> ProsodyEmotionModel:
         directory = Path(directory)
-        model = cls(read_manifest(directory, "prosody").parse(ProsodyTrain))
+        manifest = read_manifest(directory, "prosody")
+        model = cls(manifest.parse(ProsodyTrain), manifest.classes)
         model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu"))
         model.known_speakers = load_known_speakers(directory)
         return model.eval()

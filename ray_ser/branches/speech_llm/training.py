@@ -19,7 +19,7 @@ class SpeechLLMTraining(AsTheyAre):
     def build(self, train, context):
         from ray_ser.branches.speech_llm.model import SpeechLLMEmotionModel
 
-        return SpeechLLMEmotionModel.from_settings(train, context.cache_dir)
+        return SpeechLLMEmotionModel.from_settings(train, context.cache_dir, context.classes)
 
     def inputs(self, model, items):
         return model.prepare(items)

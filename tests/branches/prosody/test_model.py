@@ -1,6 +1,7 @@
 """The prosody branch on real espeak speech: functionals, speaker shift, checkpoint, learning."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ from ray_ser.branches.prosody.settings import ProsodyTrain
 from ray_ser.models.features.speaker_norm import add_statistics
 from ray_ser.demo.synth import synthesize_corpus
 from ray_ser.branches import FAMILIES, parse_branch
-from ray_ser.branches.training import Example
+from ray_ser.branches.training import Example, TrainingContext
+from ray_ser.config import ColumnsConfig, StorageConfig
 
 # log-mel means and standard deviations per band, then the five energy statistics (dB): a gain
 # moves these by a constant, which the speaker shift takes out; pitch and rate it leaves alone.
@@ -103,7 +105,7 @@ def _fit(train_examples, normalise: bool, epochs: int = 40):
     train = parse_branch({"family": "prosody", "train": {
         "speaker_normalization": normalise, "epochs": epochs}}).train
     torch.manual_seed(0)
-    model = family.build(train, None)
+    model = family.build(train, TrainingContext(StorageConfig(), Path("."), ColumnsConfig()))
     shard, _ = family.prepare_examples(model, train_examples, train_examples, [], train)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.05)
     rng = np.random.default_rng(0)
