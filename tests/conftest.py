@@ -65,6 +65,40 @@ def long_recording(tmp_path, seconds_target: float) -> np.ndarray:
     return np.concatenate(pieces)
 
 
+REAL_SPEECH = Path(os.environ.get("RAY_SER_REAL_SPEECH",
+                                  Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real-speech"))
+
+
+def real_speech_rows(corpus: str, speakers: int | None = None, per_speaker: int | None = None,
+                     skip: tuple[str, ...] = ()) -> list[dict]:
+    """Rows of a real corpus's manifest (absolute paths), the first `speakers` speakers and up to
+    `per_speaker` clips each, balanced over emotions; skips the test when the corpora are absent."""
+    manifest = REAL_SPEECH / corpus / "manifest.csv"
+    if not manifest.exists():
+        pytest.skip(f"the real-speech corpora are not at {REAL_SPEECH} (set RAY_SER_REAL_SPEECH)")
+    rows = [dict(r, path=str(manifest.parent / r["path"])) for r in csv.DictReader(open(manifest))
+            if r["emotion"] not in skip]
+    names = sorted({r["speaker"] for r in rows})[:speakers]
+    out = []
+    for name in names:
+        mine = [r for r in rows if r["speaker"] == name]
+        by_emotion: dict[str, list] = {}
+        for r in mine:
+            by_emotion.setdefault(r["emotion"], []).append(r)
+        ordered = [r for i in range(max(map(len, by_emotion.values()))) for group in by_emotion.values()
+                   if i < len(group) for r in [group[i]]]
+        out += ordered[:per_speaker]
+    return out
+
+
+def write_manifest(rows: list[dict], path: Path) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> str:
     """A real moto S3 server over HTTP on 127.0.0.1 for the whole session."""
