@@ -156,6 +156,7 @@ def read_truth(uri: str, storage: StorageConfig, label_column: str, corpus_colum
     corpora = (table.column(corpus_column).to_pylist() if corpus_column in table.column_names
                else [None] * table.num_rows)
     truth, corpus_of, excluded = {}, {}, {}
+    decided: dict[tuple[str, str], tuple[str | None, bool]] = {}
     accounting.truth_rows = table.num_rows
     for uid, raw, corpus in zip(ids, raw_labels, corpora):
         if uid is None or raw is None or not str(raw).strip():
@@ -165,16 +166,16 @@ def read_truth(uri: str, storage: StorageConfig, label_column: str, corpus_colum
         if uid in truth or uid in excluded:
             accounting.truth_duplicates += 1
             continue
-        rule = next((r for r in rules if r.matches(raw, corpus)), None)
-        if rule is not None:
-            label = rule.target
-            _bump(accounting.mapped, corpus, f"{raw.strip().lower()}->{label}")
-        else:
+        if (raw, corpus) not in decided:  # a corpus has a handful of distinct labels: decide each once
+            rule = next((r for r in rules if r.matches(raw, corpus)), None)
             try:
                 known = corpus.lower() if corpus.lower() in CORPUS_MAPPINGS else None
-                label = normalize_label(raw, known)
+                decided[raw, corpus] = (rule.target, True) if rule else (normalize_label(raw, known), False)
             except ValueError:
-                label = None
+                decided[raw, corpus] = (None, False)
+        label, mapped = decided[raw, corpus]
+        if mapped:
+            _bump(accounting.mapped, corpus, f"{raw.strip().lower()}->{label}")
         if label not in classes:
             excluded[uid] = corpus
             _bump(accounting.out_of_taxonomy, corpus, raw.strip().lower())
@@ -199,38 +200,52 @@ def read_predictions(uri: str, storage: StorageConfig) -> pa.Table:
     return table
 
 
-def _column(table: pa.Table, name: str | None) -> list:
+def _floats(table: pa.Table, name: str | None) -> np.ndarray:
+    """A numeric column as float64, NaN for nulls and for a missing column."""
     if name is None or name not in table.column_names:
-        return [None] * table.num_rows
-    return table.column(name).to_pylist()
+        return np.full(table.num_rows, np.nan)
+    import pyarrow as pa
+
+    return table.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False)
 
 
-def _row_answers(table: pa.Table, columns: SystemColumns, classes: tuple[str, ...]) -> tuple[list, list, int]:
+def _strings(table: pa.Table, name: str) -> list:
+    return table.column(name).to_pylist() if name in table.column_names else [None] * table.num_rows
+
+
+def _max_of_lists(table: pa.Table, name: str | None) -> np.ndarray:
+    """Each row's largest list element (a branch's confidence: the max of its probabilities); NaN when
+    the row has no list."""
+    out = np.full(table.num_rows, -np.inf)
+    if name is not None and name in table.column_names and hasattr(table.column(name).type, "value_type"):
+        import pyarrow.compute as pc
+
+        lists = table.column(name).combine_chunks()
+        values = pc.list_flatten(lists).cast("float64").to_numpy(zero_copy_only=False)
+        np.maximum.at(out, pc.list_parent_indices(lists).to_numpy(), values)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def _row_answers(table: pa.Table, columns: SystemColumns, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, int]:
     """Per output row: class index (ABSTAINED if none), confidence (NaN if unknown); and the count of
     labels outside the taxonomy (scored as abstentions)."""
-    labels, confidence, probs = (_column(table, columns.label), _column(table, columns.confidence),
-                                 _column(table, columns.probs))
-    indices, confidences, off = [], [], 0
-    for label, conf, p in zip(labels, confidence, probs):
-        if label is not None and label not in classes:
-            off += 1
-        if label is None or label not in classes:
-            indices.append(ABSTAINED)
-            confidences.append(np.nan)
-            continue
-        indices.append(classes.index(label))
-        if conf is None and p:
-            conf = max(p)
-        confidences.append(np.nan if conf is None else float(conf))
-    return indices, confidences, off
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    labels = table.column(columns.label).cast(pa.string())
+    index = pc.index_in(labels, value_set=pa.array(list(classes), pa.string()))
+    off = int(pc.sum(pc.and_(pc.is_valid(labels), pc.is_null(index))).as_py() or 0)
+    indices = index.fill_null(ABSTAINED).to_numpy(zero_copy_only=False).astype(np.int64)
+    confidence = _floats(table, columns.confidence)
+    confidence = np.where(np.isnan(confidence), _max_of_lists(table, columns.probs), confidence)
+    confidence[indices == ABSTAINED] = np.nan
+    return indices, confidence, off
 
 
-def _aggregate(rows: list[int], labels: list[int], weights: list[float], values: list[list]) -> tuple[int, list]:
+def _aggregate(rows: list[int], labels: np.ndarray, weights: np.ndarray, values: list[np.ndarray]) -> tuple[int, list]:
     """The duration-weighted majority label over an input's segments (rows in segment order), and the
-    mean of each value list over the segments that carried it."""
-    if len(rows) == 1:
-        r = rows[0]
-        return labels[r], [v[r] for v in values]
+    mean of each value array over the segments that carried it."""
     score: dict[int, float] = {}
     for r in rows:
         if labels[r] != ABSTAINED:
@@ -240,21 +255,24 @@ def _aggregate(rows: list[int], labels: list[int], weights: list[float], values:
     best = max(score.values())
     winner = next(labels[r] for r in rows if labels[r] in score and score[labels[r]] >= best - 1e-9)
     carriers = [r for r in rows if labels[r] == winner]
-    return winner, [float(np.nanmean([v[r] for r in carriers])) if any(not np.isnan(v[r]) for r in carriers)
-                    else np.nan for v in values]
+    return winner, [float(np.nanmean(v[carriers])) if not np.isnan(v[carriers]).all() else np.nan for v in values]
 
 
 def join_predictions(table: pa.Table, truth: dict[str, int], corpus_of: dict[str, str], excluded: dict[str, str],
                      classes: tuple[str, ...], accounting: Accounting) -> EvaluationSet:
-    input_ids = [str(i) for i in table.column("input_id").to_pylist()]
-    utterance_ids = _column(table, "utterance_id")
-    segment_index = [s if s is not None else 0 for s in _column(table, "segment_index")]
-    weights = [d if d and d > 0 else 1.0 for d in _column(table, "duration")]
-    status, errors = _column(table, "status"), _column(table, "error")
-    agreement = [np.nan if a is None else float(a) for a in _column(table, "agreement")]
+    import pyarrow as pa
+
+    input_ids = [str(i) for i in table.column("input_id").cast(pa.string()).to_pylist()]
+    segment_index = np.nan_to_num(_floats(table, "segment_index"), nan=0.0)
+    duration = _floats(table, "duration")
+    weights = np.where(duration > 0, duration, 1.0)  # NaN compares False: an unknown duration weighs 1
+    agreement = _floats(table, "agreement")
+    status = _strings(table, "status")
     accounting.prediction_rows = table.num_rows
-    accounting.error_rows = [{"utterance_id": u, "input_id": i, "error": e}
-                             for u, i, s, e in zip(utterance_ids, input_ids, status, errors) if s == "error"]
+    failed_rows = [r for r, s in enumerate(status) if s == "error"]
+    utterance_ids, errors = _strings(table, "utterance_id"), _strings(table, "error")
+    accounting.error_rows = [{"utterance_id": utterance_ids[r], "input_id": input_ids[r], "error": errors[r]}
+                             for r in failed_rows]
 
     rows_of: dict[str, list[int]] = {}
     for row, input_id in enumerate(input_ids):
@@ -268,28 +286,30 @@ def join_predictions(table: pa.Table, truth: dict[str, int], corpus_of: dict[str
     accounting.truth_without_prediction_ids = missing[:_SAMPLE]
 
     scored = [i for i in rows_of if i in truth]
-    for rows in rows_of.values():
-        rows.sort(key=lambda r: segment_index[r])
+    first = np.array([rows_of[i][0] for i in scored], dtype=np.int64)
+    segmented = [(k, sorted(rows_of[i], key=lambda r: segment_index[r])) for k, i in enumerate(scored)
+                 if len(rows_of[i]) > 1]
+    failed_row = np.zeros(table.num_rows, dtype=bool)
+    failed_row[failed_rows] = True
     columns = find_systems(table.column_names)
     systems = {}
-    final_agreement = []
+    final_agreement = agreement[first]
     for name, where in columns.items():
         labels, confidence, off = _row_answers(table, where, classes)
         if off:
             accounting.off_taxonomy_predictions[name] = off
-        chosen, confs = [], []
-        for input_id in scored:
-            label, (conf, agree) = _aggregate(rows_of[input_id], labels, weights, [confidence, agreement])
-            chosen.append(label)
-            confs.append(conf)
+        chosen, confs = labels[first], confidence[first]
+        for k, rows in segmented:
+            chosen[k], (confs[k], agree) = _aggregate(rows, labels, weights, [confidence, agreement])
             if name == "final":
-                final_agreement.append(agree)
-        systems[name] = SystemAnswers(np.array(chosen, dtype=np.int64), np.array(confs, dtype=float))
-    failed = [all(status[r] == "error" for r in rows_of[i]) for i in scored]
+                final_agreement[k] = agree
+        systems[name] = SystemAnswers(chosen, confs)
+    failed = failed_row[first]
+    for k, rows in segmented:
+        failed[k] = failed_row[rows].all()
     return EvaluationSet(
         classes=classes, input_ids=scored,
         corpus=np.array([corpus_of[i] for i in scored], dtype=object),
         truth=np.array([truth[i] for i in scored], dtype=np.int64),
-        agreement=np.array(final_agreement, dtype=float), failed=np.array(failed, dtype=bool),
-        systems=systems, columns=columns, accounting=accounting,
+        agreement=final_agreement, failed=failed, systems=systems, columns=columns, accounting=accounting,
     )

@@ -23,6 +23,8 @@ _MAX_AGREEMENT_LEVELS = 12
 
 
 def _indices(values) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+        return values.astype(np.int64, copy=False)
     return np.array([ABSTAINED if v is None else int(v) for v in values], dtype=np.int64)
 
 
