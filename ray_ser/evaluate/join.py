@@ -227,7 +227,8 @@ def _max_of_lists(table: pa.Table, name: str | None) -> np.ndarray:
     return out
 
 
-def _row_answers(table: pa.Table, columns: SystemColumns, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, int]:
+def _row_answers(table: pa.Table, columns: SystemColumns,
+                 classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, int]:
     """Per output row: class index (ABSTAINED if none), confidence (NaN if unknown); and the count of
     labels outside the taxonomy (scored as abstentions)."""
     import pyarrow as pa

@@ -83,8 +83,8 @@ def _class_chart(scores: dict, systems: list[str], colours: dict[str, str], clas
 
 def _confusions(scores: dict, systems: list[str], classes: list[str], prefix: str = "") -> str:
     columns = [*classes, "(none)"]
-    return "".join(f'<div class="figure">{heatmap(scores["systems"][s]["confusion"], classes, columns, prefix + s)}</div>'
-                   for s in systems)
+    charts = (heatmap(scores["systems"][s]["confusion"], classes, columns, prefix + s) for s in systems)
+    return "".join(f'<div class="figure">{chart}</div>' for chart in charts)
 
 
 def _class_table(scores: dict, systems: list[str], classes: list[str]) -> str:
@@ -126,9 +126,11 @@ def _accounting(metrics: dict) -> str:
         "truth_rows", "truth_unlabelled", "truth_duplicates", "prediction_rows", "prediction_inputs",
         "segmented_inputs", "scored", "predictions_without_truth", "predictions_out_of_taxonomy",
         "truth_without_prediction", "error_rows")])]
-    left_out = [[corpus, label, n] for corpus, labels in counts["out_of_taxonomy"].items() for label, n in labels.items()]
+    left_out = [[corpus, label, n] for corpus, labels in counts["out_of_taxonomy"].items()
+                for label, n in labels.items()]
     if left_out:
-        parts.append("<h3>Truth labels outside the taxonomy (left out)</h3>" + _table(["corpus", "label", "rows"], left_out))
+        parts.append("<h3>Truth labels outside the taxonomy (left out)</h3>"
+                     + _table(["corpus", "label", "rows"], left_out))
     mapped = [[corpus, rule, n] for corpus, rules in counts["mapped"].items() for rule, n in rules.items()]
     if mapped:
         parts.append("<h3>Truth labels mapped by --map</h3>" + _table(["corpus", "rule", "rows"], mapped))

@@ -63,7 +63,8 @@ def heatmap(matrix: Sequence[Sequence[int]], rows: Sequence[str], columns: Seque
     for j, column in enumerate(columns):
         x = left + j * cell + cell / 2
         body.append(_text(x, base + 10, column[:7], anchor="end", extra=f'transform="rotate(-45 {x:.1f} {base + 10})"'))
-    body.append(_text(12, top + cell * len(rows) / 2, "true", extra=f'transform="rotate(-90 12 {top + cell * len(rows) / 2})"'))
+    middle = top + cell * len(rows) / 2
+    body.append(_text(12, middle, "true", extra=f'transform="rotate(-90 12 {middle})"'))
     return _svg(width, height, body, title)
 
 

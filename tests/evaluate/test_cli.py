@@ -33,8 +33,9 @@ def _job(tmp_path: Path, storage: StorageConfig = StorageConfig(), root: str | N
             rows.append(output_row(uid, None, {}, status="error", error="decode: truncated FLAC"))
             continue
         prosody = emotion if i < 6 else "neutral"
+        agree = prosody == emotion
         rows.append(output_row(uid, emotion if i % 3 else prosody, {"speech": emotion, "prosody": prosody},
-                               agreement=1.0 if prosody == emotion else 0.5, confidence=0.9 if prosody == emotion else 0.5))
+                               agreement=1.0 if agree else 0.5, confidence=0.9 if agree else 0.5))
     write_output(rows, root or str(tmp_path / "predictions"), storage)
     return root or str(tmp_path / "predictions"), truth
 

@@ -76,7 +76,8 @@ def test_a_tie_between_segments_goes_to_the_earliest(tmp_path):
             output_row("a", "happy", {"speech": "happy"}, segment=0, segments=2, duration=2.0)]
     write_output(rows, str(tmp_path / "out"))
     truth = write_manifest(tmp_path / "t.csv", [("a", "happy", "x")])
-    assert evaluate_predictions(str(tmp_path / "out"), str(truth)).metrics["overall"]["systems"]["final"]["accuracy"] == 1
+    metrics = evaluate_predictions(str(tmp_path / "out"), str(truth)).metrics
+    assert metrics["overall"]["systems"]["final"]["accuracy"] == 1
 
 
 @pytest.mark.parametrize("rule,scored", [("calm=neutral", 6), ("ravdess:calm=neutral", 6), ("emodb:calm=neutral", 5)])

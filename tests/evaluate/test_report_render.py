@@ -72,7 +72,8 @@ def report(tmp_path_factory) -> Path:
         rows.append(output_row(f"u{i}", speech, {"speech": speech, "prosody": prosody}, agreement=agree,
                                confidence=float(rng.uniform(0.5, 1.0)), vote_label=prosody, vote_confidence=0.6))
     write_output(rows, str(tmp / "out"), part_rows=16, vote_columns=True)
-    evaluation = evaluate_predictions(str(tmp / "out"), str(write_manifest(tmp / "truth.csv", truth)), str(tmp / "eval"))
+    manifest = write_manifest(tmp / "truth.csv", truth)
+    evaluation = evaluate_predictions(str(tmp / "out"), str(manifest), str(tmp / "eval"))
     return Path(evaluation.report_path)
 
 
