@@ -80,6 +80,22 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from ray_ser.config import load_config
+    from ray_ser.evaluate import EvaluationError, evaluate_predictions, format_summary
+
+    cfg = load_config(args.config, args.set)
+    try:
+        evaluation = evaluate_predictions(args.predictions, args.truth, args.out, storage=cfg.storage,
+                                          label_column=args.label_column, corpus_column=args.corpus_column,
+                                          label_map=args.map, bins=args.bins)
+    except EvaluationError as exc:
+        print(f"ray-ser evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(evaluation))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ray-ser", description="Distributed speech-emotion annotation on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +140,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n-heldout", type=int, default=240, help="test utterances, unseen speakers and sentences")
     demo.add_argument("--n-seen", type=int, default=160, help="test utterances, training speakers")
     demo.add_argument("--seed", type=int, default=7)
+    evaluate = sub.add_parser("evaluate", help="score a labeling job's output against a manifest's truth "
+                              "(metrics.json and a self-contained report.html)")
+    evaluate.add_argument("--predictions", required=True, help="the labeling job's output: directory or s3:// prefix")
+    evaluate.add_argument("--truth", required=True, help="manifest (csv/tsv/jsonl/parquet, local or s3://) with "
+                          "utterance_id, the label column and optionally corpus")
+    evaluate.add_argument("--out", required=True, help="directory or s3:// prefix for metrics.json and report.html")
+    evaluate.add_argument("--label-column", default="emotion", help="the truth's label column")
+    evaluate.add_argument("--corpus-column", default="corpus", help="scores per value of this column when present")
+    evaluate.add_argument("--map", action="append", default=[], metavar="[CORPUS:]LABEL=CLASS",
+                          help="score a truth label outside the taxonomy as a class, e.g. calm=neutral or "
+                          "ravdess:calm=neutral (repeatable); by default such rows are left out and counted")
+    evaluate.add_argument("--bins", type=int, default=10, help="confidence bins of the reliability curve and ECE")
+    evaluate.add_argument("--config", default="demo", help="profile whose storage section reaches s3:// URIs")
+    evaluate.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                          help="override one config field, e.g. storage.s3_endpoint_url=... (repeatable)")
+    evaluate.set_defaults(func=_evaluate)
     return parser
 
 
