@@ -29,14 +29,15 @@ def _label(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from ray_ser.config import load_config
-    from ray_ser.demo.run import label_command
-    from ray_ser.train.loop import format_train_result, train_branches
+    from ray_ser.report import label_command
+    from ray_ser.train.loop import format_fusion, format_train_result, train_branches
 
     cfg = load_config(args.config, args.set)
-    results = train_branches(cfg, args.manifest, args.out, names=args.branch)
-    print("\n\n".join(format_train_result(result) for result in results.values()))
-    print("\nlabel with these checkpoints:\n  " + label_command(
-        args.config, {name: r.checkpoint for name, r in results.items()}, args.set))
+    summary = train_branches(cfg, args.manifest, args.out, names=args.branch)
+    print("\n\n".join(format_train_result(result) for result in summary.branches.values()))
+    if summary.fusion is not None:
+        print("\n" + format_fusion(summary.fusion))
+    print("\nlabel with these checkpoints:\n  " + label_command(args.config, [*args.set, *summary.overrides()]))
     return 0
 
 

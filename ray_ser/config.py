@@ -32,6 +32,7 @@ __all__ = [
     "LabelsConfig",
     "SpeakerConfig",
     "VoteConfig",
+    "FusionConfig",
     "ServeConfig",
     "BranchConfig",
     "LabelConfig",
@@ -137,8 +138,6 @@ class ColumnsConfig(Frozen):
     label: str = Field("emotion", description="The emotion label (training and few-shot manifests).")
     corpus: str = Field("corpus", description="Each row's corpus name (optional): picks the label rules and "
                         "built-in codes of labels.rules for that row.")
-    language: str = Field("language", description="Each clip's language code (optional): the ASR transcribes in "
-                          "it instead of detecting one, and it is kept in the output.")
 
 
 # Labels of the shared corpora that have no class in the 8-class taxonomy, and what becomes of them by
@@ -184,6 +183,20 @@ class LabelsConfig(Frozen):
 class SpeakerConfig(Frozen):
     """Speaker profiles in the labeling job, for speaker-normalised branches."""
 
+    estimate: bool = Field(
+        True, description="Clips without a speaker id are grouped by voice (GE2E speaker embeddings, "
+        "agglomerative clustering; ray_ser/models/features/speaker_embedding.py) before labeling, and "
+        "speaker-normalised branches profile each group as a speaker. Off: such clips are labelled unshifted.")
+    cluster_threshold: float = Field(
+        0.25, gt=0, lt=2, description="The cosine distance under which clips are merged into one voice "
+        "(tuned on EmoDB and RAVDESS by bench/real_speech.py); lower splits voices more finely.")
+    max_estimated_clips: int = Field(
+        50_000, ge=1, description="The most clips without a speaker id the job groups in one run (their "
+        "embeddings and feature sums are held on the driver); beyond it the job stops with a clear error: "
+        "name the speakers, or label the corpus in parts.")
+    group_resources: TaskResources = Field(
+        TaskResources(), description="Scheduling of the tasks that write each clip's voice group into the rows.")
+
     resources: StageResources = Field(
         StageResources(), description="Scheduling of the speaker-statistics pass, which reads the audio of rows "
         "with a speaker once before labeling, only when a branch's checkpoint is speaker-normalised.")
@@ -201,6 +214,22 @@ class VoteConfig(Frozen):
     priority: tuple[str, ...] = Field(
         (), description="Branch names in tie-break order, after mean probability (first wins).")
     resources: TaskResources = Field(TaskResources(), description="Scheduling of the vote tasks.")
+
+
+class FusionConfig(Frozen):
+    """The learned fusion over the branches (ray_ser/core/fusion.py); the majority vote is kept beside it."""
+
+    method: Literal["none", "weights", "stacking"] = Field(
+        "none", description="none: the output's label is the majority vote. weights: per-branch weights on the "
+        "branches' log-probabilities; stacking: a logistic regression over them. Both are fitted by `ray-ser "
+        "train` on clips of held-out speakers and decide the output's label.")
+    checkpoint: str | None = Field(
+        None, description="The fitted fusion (fusion.json; what `ray-ser train` prints). Labeling with a method "
+        "other than none needs it.")
+    holdout_speakers: float = Field(
+        0.2, gt=0, lt=1, description="`ray-ser train` with a fusion method: the share of speakers (hashed by id; "
+        "clips when a manifest names none) left out of every branch's training, labelled by the trained "
+        "branches, and used to fit the fusion, so it learns how each branch does on voices it never heard.")
 
 
 class ServeConfig(Frozen):
@@ -237,6 +266,7 @@ class LabelConfig(Frozen):
         "<name>_label and <name>_probs. Empty: an ASR-only run.")
     speakers: SpeakerConfig = Field(SpeakerConfig(), description="Speaker profiling.")
     vote: VoteConfig = Field(VoteConfig(), description="The vote across branches.")
+    fusion: FusionConfig = Field(FusionConfig(), description="The learned fusion that decides the label.")
     serve: ServeConfig = Field(ServeConfig(), description="The single-clip HTTP endpoint.")
     cache_dir: str | None = Field(
         None, description="Where offline weights are assembled and remote checkpoints cached; "
@@ -274,6 +304,13 @@ class LabelConfig(Frozen):
             raise ConfigError(
                 f"branches {missing} have no checkpoint: train them (ray-ser train --branch NAME ...) and pass "
                 f"--set branches.NAME.checkpoint=PATH, or run ASR only with --set 'branches={{}}'")
+
+    def require_fusion(self) -> None:
+        """A fusion method needs the fitted fusion (what `ray-ser train` prints)."""
+        if self.fusion.method != "none" and self.branches and not self.fusion.checkpoint:
+            raise ConfigError(f"fusion.method is {self.fusion.method!r} but fusion.checkpoint is not set: pass the "
+                              "fusion.json `ray-ser train` wrote (--set fusion.checkpoint=PATH), or "
+                              "--set fusion.method=none to label with the majority vote")
 
     def require_transcripts(self) -> None:
         """Branches that read transcripts need ASR on."""

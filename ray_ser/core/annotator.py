@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 from ray_ser.core.branch import BranchRunner, BranchVoteResult, Clip
 from ray_ser.labels import EMOTIONS
-from ray_ser.vote import BranchVote, VoteResult, majority_vote
+from ray_ser.core.decision import Decision, decide
+from ray_ser.core.fusion import Fusion
 
 if TYPE_CHECKING:
     from ray_ser.config import LabelConfig
@@ -29,8 +30,10 @@ class Annotation:
     language: str | None
     branches: dict[str, BranchVoteResult]
     warnings: list[str] = field(default_factory=list)
-
     classes: tuple[str, ...] = EMOTIONS
+    probs: list[float] | None = None        # the final distribution
+    vote_label: str | None = None           # the majority vote, whatever decided the label
+    vote_confidence: float | None = None
 
     def branch_body(self) -> dict[str, dict]:
         """Each voting branch's label and distribution, keyed by class."""
@@ -39,10 +42,10 @@ class Annotation:
 
 
 def vote_over(results: Mapping[str, BranchVoteResult], weights: Mapping[str, float], priority: Sequence[str],
-              classes: Sequence[str] = EMOTIONS) -> VoteResult:
-    """The vote over branches' results for one clip; an abstaining branch does not vote."""
-    votes = {name: BranchVote(r.label, r.probs) if r.label is not None else None for name, r in results.items()}
-    return majority_vote(votes, weights, priority, classes)
+              classes: Sequence[str] = EMOTIONS, fusion: Fusion | None = None) -> Decision:
+    """The decision over branches' results for one clip; an abstaining branch does not vote."""
+    return decide({name: r.label for name, r in results.items()}, {name: r.probs for name, r in results.items()},
+                  weights, priority, classes, fusion)
 
 
 def speaker_warnings(runners: Mapping[str, BranchRunner], speaker: str | None) -> list[str]:
@@ -57,12 +60,13 @@ class Annotator:
     """ASR (optional), the branch runners and the vote settings of one profile."""
 
     def __init__(self, asr: AsrModel | None, runners: dict[str, BranchRunner], weights: Mapping[str, float],
-                 priority: Sequence[str], classes: Sequence[str] = EMOTIONS) -> None:
+                 priority: Sequence[str], classes: Sequence[str] = EMOTIONS, fusion: Fusion | None = None) -> None:
         self.asr = asr
         self.runners = runners
         self.weights = dict(weights)
         self.priority = tuple(priority)
         self.classes = tuple(classes)
+        self.fusion = fusion
 
     @classmethod
     def load(cls, cfg: LabelConfig) -> Annotator:
@@ -72,12 +76,18 @@ class Annotator:
         from ray_ser.models.asr import load_asr
 
         from ray_ser.core.branch import require_matching_classes
+        from ray_ser.core.fusion import load_fusion
 
         cfg.require_checkpoints()
+        cfg.require_fusion()
         require_matching_classes(cfg)
+        fusion = None
+        if cfg.fusion.method != "none" and cfg.branches:
+            fusion = load_fusion(cfg.fusion.checkpoint, cfg.storage)
+            fusion.check(tuple(cfg.branches), cfg.labels.classes, f"fusion {cfg.fusion.checkpoint}")
         asr = load_asr(cfg.asr, cfg.resolved_cache_dir()) if cfg.asr.enabled else None
         runners = {name: load_branch_runner(name, cfg, known_speakers_only=True) for name in cfg.branches}
-        return cls(asr, runners, cfg.vote_weights(), cfg.vote.priority, cfg.labels.classes)
+        return cls(asr, runners, cfg.vote_weights(), cfg.vote.priority, cfg.labels.classes, fusion)
 
     def transcribe(self, clips: Sequence[Clip]) -> tuple[list[Transcript | None], list, list[str | None]]:
         """Transcripts of the clips that have none, and the encoder's pooled states where a branch reads
@@ -116,10 +126,11 @@ class Annotator:
             warnings = [w for w in (asr_failures[i],) if w]
             warnings += speaker_warnings(self.runners, clip.speaker)
             warnings += [r.warning for r in results.values() if r.warning]
-            vote = vote_over(results, self.weights, self.priority, self.classes)
+            decision = vote_over(results, self.weights, self.priority, self.classes, self.fusion)
             language = transcripts[i].language if transcripts[i] is not None else None
-            out.append(Annotation(vote.label, vote.confidence, vote.agreement, clip.transcript, language, results,
-                                  warnings, self.classes))
+            out.append(Annotation(decision.label, decision.confidence, decision.agreement, clip.transcript, language,
+                                  results, warnings, self.classes, decision.probs, decision.vote_label,
+                                  decision.vote_confidence))
         return out
 
     def close(self) -> None:

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ray_ser.config import LabelConfig
     from ray_ser.config_types import BranchBase, TrainBase
+    from ray_ser.train.fusion import FusionResult
 
 __all__ = ["TrainResult", "train_loop_per_worker", "fit_branch", "fit_branches", "train_branches", "adapt_branch",
            "format_train_result", "trainable_branches", "union_manifest", "BranchTrainingError", "scaling_arguments",
-           "adaptation"]
+           "adaptation", "TrainingSummary", "format_fusion"]
 
 
 @dataclass(frozen=True)
@@ -180,20 +181,47 @@ def trainable_branches(cfg: LabelConfig) -> list[str]:
     return [name for name, branch in cfg.branches.items() if branch.train is not None]
 
 
+@dataclass(frozen=True)
+class TrainingSummary:
+    branches: dict[str, TrainResult]
+    fusion: FusionResult | None = None     # fitted when the profile has a fusion method
+
+    def overrides(self) -> list[str]:
+        """The --set lines that label with what was trained."""
+        lines = [f"branches.{name}.checkpoint={r.checkpoint}" for name, r in self.branches.items()]
+        return lines + ([f"fusion.checkpoint={self.fusion.path}"] if self.fusion else [])
+
+
 def train_branches(cfg: LabelConfig, manifest: str | list[str], output_uri: str,
-                   names: list[str] | None = None) -> dict[str, TrainResult]:
+                   names: list[str] | None = None) -> TrainingSummary:
     """`ray-ser train`: fine-tune the named branches (every trainable one when None) on the manifest(s),
-    side by side; checkpoints under output_uri. Several manifests are trained on as their union."""
+    side by side; checkpoints under output_uri. Several manifests are trained on as their union.
+
+    With a fusion method and every branch of the profile trained, a share of the speakers is held
+    out of the branches' training, labelled by them with the labeling job, and the fusion fitted there.
+    """
     from ray_ser.runtime import ray_session
+    from ray_ser.train.fusion import fit_fusion_on_holdout, split_for_fusion
 
     names = names or trainable_branches(cfg)
     if not names:
         raise ValueError("the profile has no branch with a train section")
     for name in names:
         cfg.branch(name)  # unknown names fail here, before Ray starts
+    fusing = cfg.fusion.method != "none" and set(names) == set(cfg.branches)
     with ray_session(cfg.ray):
         manifest = union_manifest(manifest, cfg, output_uri) if isinstance(manifest, list) else manifest
-        return fit_branches(cfg, names, manifest, output_uri)
+        holdout = None
+        if fusing:
+            manifest, holdout = split_for_fusion(cfg, manifest, output_uri)
+        results = fit_branches(cfg, names, manifest, output_uri)
+        fusion = None
+        if holdout is not None:
+            trained = cfg.model_copy(update={"branches": {
+                name: branch.model_copy(update={"checkpoint": results[name].checkpoint})
+                for name, branch in cfg.branches.items()}})
+            fusion = fit_fusion_on_holdout(trained, holdout, output_uri)
+        return TrainingSummary(results, fusion)
 
 
 def union_manifest(manifests: list[str], cfg: LabelConfig, output_uri: str) -> str:
@@ -251,6 +279,19 @@ def adapt_branch(cfg: LabelConfig, name: str, output_uri: str) -> TrainResult:
     with ray_session(cfg.ray):
         return fit_branch(cfg, name, shots.manifest, output_uri, shots={"k": shots.k, "seed": shots.seed},
                           train=train)
+
+
+def format_fusion(fusion: FusionResult) -> str:
+    """The fitted fusion: its weights, and macro-F1 on the held-out speakers."""
+    scores = fusion.scores
+    lines = [f"fusion ({fusion.fusion.method}) fitted on {fusion.fusion.fitted_on.get('rows')} clips of held-out "
+             f"speakers: {fusion.path}"]
+    if fusion.fusion.method == "weights":
+        lines.append("  weights: " + ", ".join(f"{b} {w:.2f}" for b, w in zip(fusion.fusion.branches,
+                                                                              fusion.fusion.weights)))
+    lines.append("  held-out macro-F1: " + ", ".join(f"{name} {m['macro_f1']:.3f}" for name, m in scores.items())
+                 + " (the fusion's is in-sample)")
+    return "\n".join(lines)
 
 
 def format_train_result(result: TrainResult) -> str:

@@ -9,7 +9,7 @@ from ray_ser.branches.encoder_probe.settings import EncoderProbeBranch
 def _load_predictor(checkpoint, branch, context):
     from ray_ser.branches.encoder_probe.model import EncoderProbePredictor
 
-    return EncoderProbePredictor.load(checkpoint, context.cache_dir)
+    return EncoderProbePredictor.load(checkpoint, context.cache_dir, branch.device)
 
 
 def _training():

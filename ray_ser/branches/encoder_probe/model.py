@@ -58,7 +58,7 @@ class FrozenEncoder:
     """Pooled features of a frozen encoder: [n, layers, 2 * d] (mean and std over each clip's frames)."""
 
     def __init__(self, settings: EncoderProbeTrain, cache_dir: str | Path | None = None,
-                 cpu_threads: int = 1) -> None:
+                 cpu_threads: int = 1, device: str = "cpu") -> None:
         spec = settings.encoder
         self.settings = settings
         self.max_samples = int(spec.max_seconds * SAMPLE_RATE)
@@ -67,7 +67,7 @@ class FrozenEncoder:
             from ray_ser.models.asr.whisper_ct2 import WhisperCT2
 
             asr = AsrConfig(model=settings.base_model, compute_type=spec.compute_type, pad_to_30s=spec.pad_to_30s,
-                            cpu_threads=cpu_threads)
+                            cpu_threads=cpu_threads, device=device)
             self._whisper = WhisperCT2.load(asr, cache_dir or _default_cache())
             self._transformer = None
         else:
@@ -76,7 +76,9 @@ class FrozenEncoder:
             from ray_ser.models.weights import resolve_model_name
 
             self._whisper = None
-            self._transformer = AutoModel.from_pretrained(resolve_model_name(settings.base_model, cache_dir)).eval()
+            self._transformer = AutoModel.from_pretrained(resolve_model_name(settings.base_model, cache_dir)).to(
+                device).eval()
+        self.device = device
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -90,7 +92,7 @@ class FrozenEncoder:
     def __call__(self, audios: Sequence[np.ndarray]) -> np.ndarray:
         clips = [np.asarray(a, dtype=np.float32)[: self.max_samples] for a in audios]
         if not clips:
-            return np.zeros((0, 1, 0), np.float32)
+            return np.zeros((0, *self.shape), np.float32)
         if self._whisper is not None:
             return self._whisper.encode_pooled(clips)[:, None, :]
         return self._transformer_features(clips)
@@ -98,9 +100,9 @@ class FrozenEncoder:
     def _transformer_features(self, clips: list[np.ndarray]) -> np.ndarray:
         out = []
         for clip in clips:  # one at a time: no padding enters the statistics
-            wave = torch.from_numpy((clip - clip.mean()) / (clip.std() + 1e-7))[None]
+            wave = torch.from_numpy((clip - clip.mean()) / (clip.std() + 1e-7))[None].to(self.device)
             states = torch.stack(self._transformer(wave, output_hidden_states=True).hidden_states)[:, 0]
-            out.append(torch.cat([states.mean(1), states.std(1, unbiased=False)], dim=-1).numpy())
+            out.append(torch.cat([states.mean(1), states.std(1, unbiased=False)], dim=-1).cpu().numpy())
         return np.stack(out).astype(np.float32)
 
 
@@ -110,10 +112,16 @@ def _default_cache() -> Path:
     return default_cache_dir()
 
 
+def _flat(features: np.ndarray, dtype) -> np.ndarray:
+    """[n, layers, 2d] -> [n, layers * 2d] (an empty batch included)."""
+    features = np.asarray(features, dtype=dtype)
+    return features.reshape(len(features), int(np.prod(features.shape[1:])))
+
+
 def znorm_statistics(features: np.ndarray) -> np.ndarray:
     """Speaker statistics rows of clips' features ([n, k] flattened): x, x squared and a count of 1.
     Summed over a speaker's clips, they give its mean and spread."""
-    flat = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    flat = _flat(features, np.float64)
     return np.concatenate([flat, flat ** 2, np.ones((len(flat), 1))], axis=1)
 
 
@@ -153,13 +161,13 @@ class ProbeModel(nn.Module):
 
     def fit_statistics(self, features: np.ndarray) -> None:
         """The training clips' mean and spread, for clips without a speaker."""
-        flat = torch.as_tensor(np.asarray(features, dtype=np.float32).reshape(len(features), -1))
+        flat = torch.as_tensor(_flat(features, np.float32))
         self.feature_mean.copy_(flat.mean(0))
         self.feature_scale.copy_(flat.std(0).clamp_min(1e-5))
 
     def normalise(self, features: np.ndarray, speakers: Sequence[np.ndarray | None] | None = None) -> torch.Tensor:
         """[n, layers, 2d]: each clip z-normalised by its speaker's statistics (or the training clips')."""
-        flat = torch.as_tensor(np.asarray(features, dtype=np.float32).reshape(len(features), -1))
+        flat = torch.as_tensor(_flat(features, np.float32))
         out = (flat - self.feature_mean) / self.feature_scale
         if self.settings.speaker_normalization and speakers is not None:
             for i, stats in enumerate(speakers):
@@ -196,16 +204,18 @@ class EncoderProbePredictor:
 
     input_kind = "audio"
 
-    def __init__(self, model: ProbeModel, encoder: FrozenEncoder) -> None:
-        self.model = model.eval()
+    def __init__(self, model: ProbeModel, encoder: FrozenEncoder, device: str = "cpu") -> None:
+        self.device = device
+        self.model = model.to(device).eval()
         self.classes = model.classes
         self.encoder = encoder
         self.speaker_profiles = self if model.settings.speaker_normalization else None
 
     @classmethod
-    def load(cls, checkpoint: str | Path, cache_dir: str | Path | None = None) -> EncoderProbePredictor:
+    def load(cls, checkpoint: str | Path, cache_dir: str | Path | None = None,
+             device: str = "cpu") -> EncoderProbePredictor:
         model = ProbeModel.load(checkpoint)
-        return cls(model, FrozenEncoder(model.settings, cache_dir))
+        return cls(model, FrozenEncoder(model.settings, cache_dir, device=device), device)
 
     def features(self, items: Sequence[np.ndarray | EncoderFeatures]) -> np.ndarray:
         """[n, layers, 2d] of waveforms (encoded here) and precomputed features alike."""
@@ -233,5 +243,5 @@ class EncoderProbePredictor:
                       speakers: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
         if not items:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        normalised = self.model.normalise(self.features(items), speakers)
-        return torch.softmax(self.model(normalised).float(), dim=-1).numpy()
+        normalised = self.model.normalise(self.features(items), speakers).to(self.device)
+        return torch.softmax(self.model(normalised).float(), dim=-1).cpu().numpy()
