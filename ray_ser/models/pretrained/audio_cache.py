@@ -113,7 +113,7 @@ def embed_with_audio(qwen2_audio, input_ids: torch.Tensor, audio_tokens: torch.T
     slots = input_ids == qwen2_audio.config.audio_token_id
     if int(slots.sum()) != projected.shape[0]:
         raise ValueError(f"{int(slots.sum())} audio slots in the prompts, {projected.shape[0]} audio tokens")
-    return embeds.masked_scatter(slots.unsqueeze(-1), projected)
+    return embeds.masked_scatter(slots.unsqueeze(-1), projected.to(embeds.dtype))
 
 
 class CachedTowerSELM(SpeechLLMEmotionModel):
@@ -135,9 +135,11 @@ class CachedTowerSELM(SpeechLLMEmotionModel):
     def from_base(cls, options: SpeechLLMTuneOptions, seed: int = 0) -> CachedTowerSELM:
         from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
+        from ray_ser.models.pretrained.selm import PRETRAINED_SPEECH_LLMS, resolve_pretrained_speech_llm
         from ray_ser.models.speech_llm_tuning import resolve_speech_llm
 
-        path = resolve_speech_llm(options.model)
+        path = (resolve_pretrained_speech_llm(options.model) if options.model in PRETRAINED_SPEECH_LLMS
+                else resolve_speech_llm(options.model))
         model = Qwen2AudioForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
         return cls(model, AutoProcessor.from_pretrained(path), options, seed)
 
