@@ -26,6 +26,40 @@ import numpy as np
 REAL_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-speech"
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and its children (vLLM's engine runs in child processes)."""
+    import psutil
+
+    total = time.process_time()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+class Clock:
+    """Wall and CPU seconds of the timed calls: on a shared machine the CPU seconds are the cost,
+    the wall seconds what the other tenants left of it."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def __call__(self, fn, *args, **kwargs):
+        wall, cpu = time.perf_counter(), _cpu_seconds()
+        out = fn(*args, **kwargs)
+        self.wall.append(time.perf_counter() - wall)
+        self.cpu.append(_cpu_seconds() - cpu)
+        return out
+
+    def per(self, n: int = 1, skip: int = 0) -> str:
+        wall, cpu = statistics.median(self.wall[skip:]) / n, statistics.median(self.cpu[skip:]) / n
+        return f"{wall:.2f} s wall, {cpu:.2f} s CPU"
+
+
 def _timed(fn, *args, **kwargs):
     start = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -102,16 +136,22 @@ def main() -> None:
     # --- inference with transformers --------------------------------------------------------
     speech_only = PromptBuilder(False)
     engine.answer_batch(speech_only, [(fresh(1)[0], None)])  # warm-up
-    single = [_timed(engine.answer_batch, speech_only, [(a, None)])[1] for a in fresh(max(3, args.clips // 3))]
-    report("transformers engine, 1 clip per call (generate, 30 s window)", f"{statistics.median(single):.2f} s/clip")
-    _, batch_s = _timed(engine.answer_batch, speech_only, [(a, None) for a in fresh(4)])
-    report("transformers engine, 4 clips per call", f"{batch_s / 4:.2f} s/clip")
+    single = Clock()
+    for a in fresh(max(3, args.clips // 3)):
+        single(engine.answer_batch, speech_only, [(a, None)])
+    report("transformers engine, 1 clip per call (generate, 30 s window), per clip", single.per())
+    batched = Clock()
+    batched(engine.answer_batch, speech_only, [(a, None) for a in fresh(4)])
+    report("transformers engine, 4 clips per call, per clip", batched.per(4))
     tower = engine.model.model.audio_tower
     features = processor.feature_extractor
-    full = [_timed(tower_audio_tokens, tower, features, [a], 3000)[1] for a in fresh(3)]
-    short = [_timed(tower_audio_tokens, tower, features, [a])[1] for a in fresh(3)]
-    report("  of which the audio tower, 30 s window", f"{statistics.median(full):.2f} s/clip")
-    report("  the audio tower on clip + 2 s (same tokens)", f"{statistics.median(short):.2f} s/clip")
+    full, short = Clock(), Clock()
+    for a in fresh(3):
+        full(tower_audio_tokens, tower, features, [a], 3000)
+    for a in fresh(3):
+        short(tower_audio_tokens, tower, features, [a])
+    report("  of which the audio tower, 30 s window, per clip", full.per())
+    report("  the audio tower on clip + 2 s (same tokens), per clip", short.per())
     del engine
 
     # --- training steps -------------------------------------------------------------------------
@@ -120,39 +160,42 @@ def main() -> None:
     batch = [(sf.read(r["path"], dtype="float32")[0], None) for r in batch_rows]
     labels = [index_of(r["emotion"]) for r in batch_rows]
 
-    def step_time(model) -> tuple[float, float]:
+    def step_time(model) -> Clock:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-        times = []
-        for _ in range(args.steps + 1):
-            start = time.perf_counter()
+
+        def step():
             loss = -model(**model.prepare(batch, answers=labels)).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times[1:]), times[0]
+
+        clock = Clock()
+        for _ in range(args.steps + 1):
+            clock(step)
+        return clock
 
     torch.manual_seed(0)
     full_model = SpeechLLMEmotionModel.from_base(options)
-    full_step, _ = step_time(full_model)
-    report("train step, batch 4, tower every step (30 s window)", f"{full_step:.2f} s")
+    full_step = step_time(full_model)
+    report("train step, batch 4, tower every step (30 s window)", full_step.per(skip=1))
     del full_model
     torch.manual_seed(0)
     cached = CachedTowerSELM.from_base(options)
     trainable = sum(p.numel() for p in cached.parameters() if p.requires_grad)
-    cached_step, first = step_time(cached)
-    report("train step, batch 4, cached tower tokens", f"{cached_step:.2f} s (first step, filling the cache: "
-                                                       f"{first:.2f} s)")
+    cached_step = step_time(cached)
+    report("train step, batch 4, cached tower tokens", cached_step.per(skip=1))
+    report("  its first step (filling the cache)", f"{cached_step.wall[0]:.2f} s wall, {cached_step.cpu[0]:.2f} s CPU")
     report("trainable parameters (LoRA r8 on the LM + projector)", f"{trainable / 1e6:.2f} M")
     cache_mb = sum(t.numel() * 4 for t in cached._cache.values()) / len(cached._cache) / 1e6
     report("cache per clip (float32 tower tokens)", f"{cache_mb:.2f} MB")
     del cached
 
     n = len(usable)
-    tower_once = statistics.median(short) * n
-    report(f"epoch over {n} clips, tower every step", f"{n / 4 * full_step / 60:.1f} min")
-    report(f"epoch over {n} clips, cached (+ {tower_once / 60:.1f} min once for the cache)",
-           f"{n / 4 * cached_step / 60:.1f} min")
+    tower_once = statistics.median(short.cpu) * n
+    report(f"epoch over {n} clips, tower every step, one core (CPU time)",
+           f"{n / 4 * statistics.median(full_step.cpu[1:]) / 60:.1f} min")
+    report(f"epoch over {n} clips, cached, one core (CPU time; + {tower_once / 60:.1f} min once for the cache)",
+           f"{n / 4 * statistics.median(cached_step.cpu[1:]) / 60:.1f} min")
 
     # --- vLLM -------------------------------------------------------------------------------------
     if not args.no_vllm:
@@ -164,15 +207,18 @@ def main() -> None:
                           ("vLLM, audio embeddings in (tower here, clip + 2 s)", VLLMAudioEmbedsSpeechLLM)):
             vllm_engine, start_s = _timed(cls.load, path, settings)
             vllm_engine.answer_batch(speech_only, [(fresh(1)[0], None)])  # first structured request
-            single = [_timed(vllm_engine.answer_batch, speech_only, [(a, None)])[1]
-                      for a in fresh(max(3, args.clips // 3))]
-            _, batch_s = _timed(vllm_engine.answer_batch, speech_only, [(a, None) for a in fresh(8)])
+            single, batched = Clock(), Clock()
+            for a in fresh(max(3, args.clips // 3)):
+                single(vllm_engine.answer_batch, speech_only, [(a, None)])
+            batched(vllm_engine.answer_batch, speech_only, [(a, None) for a in fresh(8)])
             report(f"{name}: start", f"{start_s:.0f} s")
-            report(f"{name}: 1 clip per call", f"{statistics.median(single):.2f} s/clip")
-            report(f"{name}: 8 clips per call", f"{batch_s / 8:.2f} s/clip")
+            report(f"{name}: 1 clip per call, per clip", single.per())
+            report(f"{name}: 8 clips per call, per clip", batched.per(8))
             vllm_engine.close()
 
-    print(f"\n| measure (torch threads {args.threads}, {os.cpu_count()} CPUs) | value |\n|---|---|")
+    load = os.getloadavg()[0]
+    print(f"\n| measure (torch threads {args.threads}, {os.cpu_count()} CPUs, load average at the end {load:.1f}) "
+          f"| value |\n|---|---|")
     for what, value in table:
         print(f"| {what} | {value} |")
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ray_ser.io.audio import TARGET_SAMPLE_RATE
-from ray_ser.models.pretrained.ct2_whisper import clip_window_frames
+from ray_ser.models.pretrained.ct2_whisper import clip_window_frames, tower_hidden_states
 from ray_ser.models.speech_llm import PromptBuilder, SpeechLLMInput
 from ray_ser.models.speech_llm_tuning import SpeechLLMEmotionModel, SpeechLLMTuneOptions
 
@@ -47,17 +47,8 @@ def audio_token_count(num_samples: int) -> int:
 
 
 def _run_tower(tower, mel: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """``Qwen2AudioEncoder.forward`` for a window of any even length up to 30 s: the same modules
-    in the same order, with the first ``window / 2`` positional embeddings (the stock forward
-    insists on its configured window)."""
-    from torch import nn
-
-    x = nn.functional.gelu(tower.conv1(mel.to(tower.conv1.weight.dtype)))
-    x = nn.functional.gelu(tower.conv2(x)).permute(0, 2, 1)
-    x = x + tower.embed_positions.weight[:x.shape[1]]
-    for layer in tower.layers:
-        x = layer(x, attention_mask)
-        x = x[0] if isinstance(x, tuple) else x
+    """``Qwen2AudioEncoder.forward`` (pool, then norm) for a window of any even length up to 30 s."""
+    x = tower_hidden_states(tower, mel, attention_mask)
     x = tower.avg_pooler(x.permute(0, 2, 1)).permute(0, 2, 1)
     return tower.layer_norm(x)
 

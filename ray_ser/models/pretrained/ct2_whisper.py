@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CT2Variable", "CT2ModelFile", "read_ct2_model", "WhisperEncoderShape", "whisper_encoder_shape",
            "whisper_encoder_state_dict", "load_whisper_encoder", "load_qwen2_audio_encoder",
-           "tower_frame_states", "clip_window_frames", "WINDOW_FRAMES", "FRAMES_PER_SECOND"]
+           "tower_hidden_states", "tower_frame_states", "clip_window_frames", "WINDOW_FRAMES", "FRAMES_PER_SECOND"]
 
 WINDOW_FRAMES = 3000        # Whisper's 30 s window in mel frames (10 ms hop)
 FRAMES_PER_SECOND = 100
@@ -276,6 +276,28 @@ def load_qwen2_audio_encoder(model_dir: str | Path, window_frames: int | None = 
     return _load(Qwen2AudioEncoder, config, model, config.max_source_positions)
 
 
+def tower_hidden_states(tower, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None
+                        ) -> torch.Tensor:
+    """A Whisper-style tower's last-layer output, before its final norm (and Qwen2-Audio's pool).
+
+    The same modules in the same order as ``WhisperEncoder`` / ``Qwen2AudioEncoder.forward``,
+    for any even window up to the tower's positions (the stock forwards insist on their
+    configured window): the first ``window / 2`` positional embeddings are used.
+    """
+    from torch import nn
+
+    x = nn.functional.gelu(tower.conv1(input_features.to(tower.conv1.weight.dtype)))
+    x = nn.functional.gelu(tower.conv2(x)).permute(0, 2, 1)
+    if x.shape[1] > tower.embed_positions.weight.shape[0]:
+        raise ValueError(f"features of {input_features.shape[-1]} frames exceed the tower's window of "
+                         f"{2 * tower.embed_positions.weight.shape[0]}")
+    x = x + tower.embed_positions.weight[:x.shape[1]]
+    for layer in tower.layers:
+        x = layer(x, attention_mask)
+        x = x[0] if isinstance(x, tuple) else x
+    return x
+
+
 def tower_frame_states(tower, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None
                        ) -> torch.Tensor:
     """A Qwen2-Audio tower's per-frame states in Whisper's form: [B, window / 2, d_model].
@@ -283,19 +305,10 @@ def tower_frame_states(tower, input_features: torch.Tensor, attention_mask: torc
     The tower's own output is ``layer_norm(avg_pool(h))``, h the last layer's output;
     Whisper's (and CTranslate2's) is ``layer_norm(h)``. This runs the same modules and
     returns the latter, so it can be compared with ``ctranslate2.models.Whisper.encode``.
-    ``attention_mask`` is passed to the layers as the tower receives it inside Qwen2-Audio.
+    ``attention_mask`` is passed to the layers as the tower receives it inside Qwen2-Audio
+    (None: every frame attends to every frame, as in Whisper).
     """
     import torch
-    from torch import nn
 
     with torch.no_grad():
-        x = nn.functional.gelu(tower.conv1(input_features.to(tower.conv1.weight.dtype)))
-        x = nn.functional.gelu(tower.conv2(x)).permute(0, 2, 1)
-        if x.shape[1] != tower.embed_positions.weight.shape[0]:
-            raise ValueError(f"features of {input_features.shape[-1]} frames do not fit a window of "
-                             f"{2 * tower.embed_positions.weight.shape[0]}")
-        x = x + tower.embed_positions.weight
-        for layer in tower.layers:
-            x = layer(x, attention_mask)
-            x = x[0] if isinstance(x, tuple) else x
-        return tower.layer_norm(x)
+        return tower.layer_norm(tower_hidden_states(tower, input_features, attention_mask))
