@@ -104,12 +104,13 @@ def main() -> None:
     import soundfile as sf
     import torch
 
-    from ray_ser.config import SpeechLLMConfig
+    from ray_ser.branches.speech_llm.settings import SpeechLLMConfig
     from ray_ser.labels import EMOTIONS, index_of
-    from ray_ser.models.pretrained.audio_cache import CachedTowerSELM, audio_token_count, tower_audio_tokens
-    from ray_ser.models.pretrained.selm import SELM_BASE, resolve_pretrained_speech_llm
-    from ray_ser.models.speech_llm import PromptBuilder, TransformersSpeechLLM
-    from ray_ser.models.speech_llm_tuning import SpeechLLMEmotionModel, SpeechLLMTuneOptions
+    from ray_ser.branches.speech_llm.cached_tower import CachedTowerSELM, audio_token_count, tower_audio_tokens
+    from ray_ser.branches.speech_llm.assembly import SELM_BASE, resolve_pretrained_speech_llm
+    from ray_ser.branches.speech_llm.engines import PromptBuilder, TransformersSpeechLLM
+    from ray_ser.branches.speech_llm.model import SpeechLLMEmotionModel
+    from ray_ser.branches.speech_llm.settings import SpeechLLMTrain
 
     torch.set_num_threads(args.threads)
     table: list[tuple[str, str]] = []
@@ -171,7 +172,7 @@ def main() -> None:
     del engine
 
     # --- training steps -------------------------------------------------------------------------
-    options = SpeechLLMTuneOptions(path, "lora", 8, transcript_dropout=0.0)
+    options = SpeechLLMTrain(base_model=path, finetune="lora", lora_rank=8, transcript_dropout=0.0)
     batch_rows = [r for r in pool if r["emotion"] in EMOTIONS][:4]
     batch = [(sf.read(r["path"], dtype="float32")[0], None) for r in batch_rows]
     labels = [index_of(r["emotion"]) for r in batch_rows]
@@ -191,12 +192,12 @@ def main() -> None:
         return clock
 
     torch.manual_seed(0)
-    full_model = SpeechLLMEmotionModel.from_base(options)
+    full_model = SpeechLLMEmotionModel.from_settings(options)
     full_step = step_time(full_model)
     report("train step, batch 4, tower every step (30 s window)", full_step.per(skip=1))
     del full_model
     torch.manual_seed(0)
-    cached = CachedTowerSELM.from_base(options)
+    cached = CachedTowerSELM.from_settings(options)
     trainable = sum(p.numel() for p in cached.parameters() if p.requires_grad)
     cached_step = step_time(cached)
     report("train step, batch 4, cached tower tokens", cached_step.per(skip=1))
@@ -215,8 +216,8 @@ def main() -> None:
 
     # --- vLLM -------------------------------------------------------------------------------------
     if not args.no_vllm:
-        from ray_ser.models.pretrained.vllm_embeds import VLLMAudioEmbedsSpeechLLM
-        from ray_ser.models.speech_llm import VLLMSpeechLLM
+        from ray_ser.branches.speech_llm.vllm_embeds import VLLMAudioEmbedsSpeechLLM
+        from ray_ser.branches.speech_llm.engines import VLLMSpeechLLM
 
         settings = SpeechLLMConfig(engine="vllm", dtype="float32", max_num_seqs=8, max_model_len=1024)
         for name, cls in (("vLLM, audio in (30 s window in vLLM)", VLLMSpeechLLM),

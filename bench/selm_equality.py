@@ -42,12 +42,14 @@ def main() -> None:
     from faster_whisper.feature_extractor import FeatureExtractor
     from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
-    from ray_ser.config import SpeechLLMConfig, default_cache_dir
-    from ray_ser.models.pretrained.audio_cache import CachedTowerSELM, tower_audio_tokens
+    from ray_ser.branches.speech_llm.settings import SpeechLLMConfig
+    from ray_ser.config import default_cache_dir
+    from ray_ser.branches.speech_llm.cached_tower import CachedTowerSELM, tower_audio_tokens
     from ray_ser.models.pretrained.ct2_whisper import clip_window_frames, load_whisper_encoder, tower_frame_states
-    from ray_ser.models.pretrained.selm import SELM_BASE, resolve_pretrained_speech_llm, smollm2_causal_lm
-    from ray_ser.models.speech_llm import PromptBuilder, TransformersSpeechLLM
-    from ray_ser.models.speech_llm_tuning import SpeechLLMEmotionModel, SpeechLLMTuneOptions
+    from ray_ser.branches.speech_llm.assembly import SELM_BASE, resolve_pretrained_speech_llm, smollm2_causal_lm
+    from ray_ser.branches.speech_llm.engines import PromptBuilder, TransformersSpeechLLM
+    from ray_ser.branches.speech_llm.model import SpeechLLMEmotionModel
+    from ray_ser.branches.speech_llm.settings import SpeechLLMTrain
     from ray_ser.models.weights import whisper_base_dir
 
     torch.set_num_threads(1)
@@ -109,7 +111,7 @@ def main() -> None:
     short = tower_audio_tokens(tower, fe, clips)
     full = tower_audio_tokens(tower, fe, clips, window_frames=3000)
     report("audio tokens, clip + 2 s window vs 30 s window", [(s - f).abs().max().item() for s, f in zip(short, full)])
-    cached = CachedTowerSELM(model, processor, SpeechLLMTuneOptions(path, "lora", 8, 0.0)).eval()
+    cached = CachedTowerSELM(model, processor, SpeechLLMTrain(base_model=path, finetune="lora", lora_rank=8, transcript_dropout=0.0)).eval()
     items = [(a, None) for a in clips[:4]]
     with torch.no_grad():
         a = cached(**cached.prepare(items))
@@ -118,8 +120,8 @@ def main() -> None:
     del cached, model
 
     if not args.no_vllm:
-        from ray_ser.models.pretrained.vllm_embeds import VLLMAudioEmbedsSpeechLLM
-        from ray_ser.models.speech_llm import VLLMSpeechLLM
+        from ray_ser.branches.speech_llm.vllm_embeds import VLLMAudioEmbedsSpeechLLM
+        from ray_ser.branches.speech_llm.engines import VLLMSpeechLLM
 
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         hf = TransformersSpeechLLM.load(path, SpeechLLMConfig(engine="transformers"))

@@ -37,9 +37,9 @@ def main() -> None:
     from sklearn.metrics import f1_score
 
     from ray_ser.labels import EMOTIONS, index_of
-    from ray_ser.models.pretrained.audio_cache import CachedTowerSELM
-    from ray_ser.models.pretrained.selm import SELM_BASE
-    from ray_ser.models.speech_llm_tuning import SpeechLLMTuneOptions
+    from ray_ser.branches.speech_llm.cached_tower import CachedTowerSELM
+    from ray_ser.branches.speech_llm.assembly import SELM_BASE
+    from ray_ser.branches.speech_llm.settings import SpeechLLMTrain
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -68,7 +68,7 @@ def main() -> None:
     def draw(n):
         return [by_label[lab][rng.integers(len(by_label[lab]))] for lab in rng.choice(labels_present, n)]
 
-    model = CachedTowerSELM.from_base(SpeechLLMTuneOptions(SELM_BASE, "lora", 8, transcript_dropout=1.0))
+    model = CachedTowerSELM.from_settings(SpeechLLMTrain(base_model=SELM_BASE, finetune="lora", lora_rank=8, transcript_dropout=1.0))
     projector = [p for n, p in model.named_parameters() if p.requires_grad and "multi_modal_projector" in n]
     lora = [p for n, p in model.named_parameters() if p.requires_grad and "multi_modal_projector" not in n]
     optimizer = torch.optim.AdamW([{"params": lora, "lr": args.lr}, {"params": projector, "lr": args.projector_lr}],

@@ -183,3 +183,25 @@ def branch_config(demo_config, branch_checkpoints):
     }
     tree["vote"] = {"priority": ["speech", "text"]}
     return LabelConfig.model_validate(tree)
+
+
+@pytest.fixture(scope="session")
+def whisper_dir(cache_dir) -> Path:
+    from ray_ser.models.weights import whisper_base_dir
+
+    return whisper_base_dir(cache_dir)
+
+
+@pytest.fixture(scope="session")
+def speech_clips(tmp_path_factory) -> list[np.ndarray]:
+    """Real speech at 16 kHz: two espeak-ng sentences, and two acted RAVDESS clips where the
+    shared corpus is present."""
+    root = tmp_path_factory.mktemp("selm-speech")
+    clips = [sf.read(render_speech(text, root / f"s{i}.wav", voice), dtype="float32")[0]
+             for i, (text, voice) in enumerate([("I can't believe you did that to me.", "en-us+f3"),
+                                                ("The meeting moved to Thursday afternoon.", "en-us+m1")])]
+    for name in ("03-01-05-01-01-01-01.flac", "03-01-03-02-02-01-02.flac"):
+        path = REAL_SPEECH / "ravdess" / "audio" / name
+        if path.exists():
+            clips.append(sf.read(path, dtype="float32")[0])
+    return clips

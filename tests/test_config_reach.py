@@ -160,7 +160,8 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
     base = ["ray.progress_bars=false", f"cache_dir={cache}", "decode.max_segment_s=2",
             "speakers.pool_known_speakers=true", "vote.priority=[speech, prosody, text, selm, wave, probe]",
             "labels.rules={synthetic: {contempt: drop}}", "fusion.method=weights", f"fusion.checkpoint={fusion_file}",
-            "fusion.holdout_speakers=0.5", "speakers.cluster_threshold=0.3", "speakers.max_estimated_clips=100",
+            "fusion.holdout_speakers=0.5", "speakers.max_groups=4", "speakers.min_separation=0.0",
+            "speakers.max_estimated_clips=100",
             "asr.language=null"]
     cfg = load_config("demo", base + [f"branches={json.dumps(branches)}"])
 

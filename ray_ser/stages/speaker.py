@@ -141,7 +141,8 @@ def add_batches(batches: Iterable[pa.Table], speakers: SpeakerConfig | None = No
         from ray_ser.models.features.speaker_embedding import cluster_speakers
 
         ids = sorted(embeddings)
-        groups = cluster_speakers(np.stack([embeddings[i] for i in ids]), speakers.cluster_threshold)
+        groups = cluster_speakers(np.stack([embeddings[i] for i in ids]), speakers.max_groups,
+                                  speakers.min_separation)
         clusters = {uid: f"~{int(g) + 1}" for uid, g in zip(ids, groups)}
     for per_branch in totals.values():
         for key in [k for k in per_branch if k.startswith(_CLIP)]:

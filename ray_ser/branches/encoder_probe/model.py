@@ -62,6 +62,7 @@ class FrozenEncoder:
         spec = settings.encoder
         self.settings = settings
         self.max_samples = int(spec.max_seconds * SAMPLE_RATE)
+        self._layers = None
         if spec.backend == "ctranslate2":
             from ray_ser.config import AsrConfig
             from ray_ser.models.asr.whisper_ct2 import WhisperCT2
@@ -70,6 +71,13 @@ class FrozenEncoder:
                             cpu_threads=cpu_threads, device=device)
             self._whisper = WhisperCT2.load(asr, cache_dir or _default_cache())
             self._transformer = None
+            if spec.layers:
+                from ray_ser.models.asr.whisper_ct2 import resolve_whisper_model
+                from ray_ser.models.pretrained.ct2_whisper import load_whisper_encoder
+
+                encoder = load_whisper_encoder(resolve_whisper_model(settings.base_model, cache_dir or _default_cache()))
+                del encoder.layers[max(spec.layers):]  # nothing above the highest layer asked for runs
+                self._layers = encoder.to(device).eval()
         else:
             from transformers import AutoModel
 
@@ -83,6 +91,8 @@ class FrozenEncoder:
     @property
     def shape(self) -> tuple[int, int]:
         """(layers, 2 * d) of one clip's features."""
+        if self._layers is not None:
+            return len(self.settings.encoder.layers), 2 * self._layers.config.d_model
         if self._whisper is not None:
             return 1, 2 * self._whisper.d_model
         config = self._transformer.config
@@ -93,9 +103,31 @@ class FrozenEncoder:
         clips = [np.asarray(a, dtype=np.float32)[: self.max_samples] for a in audios]
         if not clips:
             return np.zeros((0, *self.shape), np.float32)
+        if self._layers is not None:
+            return self._middle_layer_features(clips)
         if self._whisper is not None:
             return self._whisper.encode_pooled(clips)[:, None, :]
         return self._transformer_features(clips)
+
+    def _middle_layer_features(self, clips: list[np.ndarray]) -> np.ndarray:
+        """Pooled states of the chosen blocks of the torch copy, on the same windows and log-mel as CTranslate2."""
+        from ray_ser.models.asr.whisper_ct2 import pool_states
+
+        encoder, wanted = self._layers, self.settings.encoder.layers
+        out = np.zeros((len(clips), *self.shape), np.float32)
+        for chosen, batch, frames in self._whisper._windows(clips):
+            x = torch.from_numpy(batch).to(self.device)
+            x = torch.nn.functional.gelu(encoder.conv1(x))
+            x = torch.nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
+            x = x + encoder.embed_positions.weight[: x.shape[1]]
+            states = {}
+            for number, layer in enumerate(encoder.layers, start=1):
+                result = layer(x, attention_mask=None)
+                x = result[0] if isinstance(result, tuple) else result
+                states[number] = x
+            for slot, number in enumerate(wanted):
+                out[chosen, slot] = pool_states(states[number].cpu().numpy(), frames)
+        return out
 
     def _transformer_features(self, clips: list[np.ndarray]) -> np.ndarray:
         out = []

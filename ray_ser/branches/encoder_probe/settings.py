@@ -23,6 +23,19 @@ class EncoderSpec(Frozen):
     pad_to_30s: bool = Field(False, description="ctranslate2: encode a 30 s window rather than the clip + 2 s "
                              "(taken from the ASR with base_model 'asr').")
     max_seconds: float = Field(30.0, gt=0, description="Clips are cut to this length before encoding.")
+    layers: tuple[int, ...] = Field(
+        (), description="ctranslate2: which encoder layers to pool (1 = the first block's output); empty: the "
+        "last layer as CTranslate2 returns it, which the labeling job can take from the ASR's own pass. Middle "
+        "layers carry more of how a thing is said: with Whisper base on EmoDB / RAVDESS (leave-one-speaker-out) "
+        "layers 1-3 gave 0.89 / 0.87 macro-F1 against the last layer's 0.66 / 0.83, and 0.50 / 0.47 against "
+        "0.36 / 0.28 across the two corpora. They are computed by a torch copy of the encoder (its weights read "
+        "from the CTranslate2 file) stopped after the highest layer asked for: a pass of its own.")
+
+    @model_validator(mode="after")
+    def _layers_positive(self) -> EncoderSpec:
+        if any(layer < 1 for layer in self.layers) or len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"encoder.layers must be distinct layer numbers from 1; got {list(self.layers)}")
+        return self
 
 
 class EncoderProbeTrain(TrainBase):

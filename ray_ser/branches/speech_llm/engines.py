@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ray_ser.branches.speech_llm.settings import SpeechLLMBranch, SpeechLLMConfig
 
 __all__ = ["Shot", "SpeechLLMInput", "SpeechLLMEngine", "PromptBuilder", "label_first_tokens", "TransformersSpeechLLM",
-           "VLLMSpeechLLM", "OpenAISpeechLLM", "SpeechLLMPredictor", "SPEECH_LLM_ENGINES", "model_directory",
+           "VLLMSpeechLLM", "OpenAISpeechLLM", "SpeechLLMPredictor", "engine_class", "model_directory",
            "label_answer_tokens", "vllm_engine_kwargs"]
 
 SYSTEM_PROMPT = "You are an expert annotator of emotion in speech."
@@ -305,7 +305,13 @@ class OpenAISpeechLLM:
         return [t for t, _ in answers], np.stack([p for _, p in answers])
 
 
-SPEECH_LLM_ENGINES = {"vllm": VLLMSpeechLLM, "transformers": TransformersSpeechLLM, "openai": OpenAISpeechLLM}
+def engine_class(name: str) -> type:
+    """The engine class llm.engine names (vllm_embeds is imported only when asked for)."""
+    if name == "vllm_embeds":
+        from ray_ser.branches.speech_llm.vllm_embeds import VLLMAudioEmbedsSpeechLLM
+
+        return VLLMAudioEmbedsSpeechLLM
+    return {"vllm": VLLMSpeechLLM, "transformers": TransformersSpeechLLM, "openai": OpenAISpeechLLM}[name]
 
 
 class SpeechLLMPredictor:
@@ -329,8 +335,8 @@ class SpeechLLMPredictor:
         if (Path(checkpoint) / MANIFEST_NAME).exists():
             classes = read_manifest(checkpoint, "speech_llm").classes
         classes = tuple(classes or EMOTIONS)
-        engine_cls = SPEECH_LLM_ENGINES[settings.engine]
-        extra = {"max_shots": len(shots)} if engine_cls is VLLMSpeechLLM else {}
+        engine_cls = engine_class(settings.engine)
+        extra = {"max_shots": len(shots)} if issubclass(engine_cls, VLLMSpeechLLM) else {}
         engine = engine_cls.load(model_directory(checkpoint), settings, device, classes=classes, **extra)
         return cls(engine, PromptBuilder(settings.use_transcript, shots, classes), classes)
 

@@ -32,8 +32,13 @@ _LM_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_pr
 
 
 def resolve_speech_llm(name: str, cache_dir: str | Path | None = None) -> str:
-    """A directory transformers and vLLM can load, for a configured model name (a hub id, a directory,
-    a trained branch, which is adapted further from its model/, or tiny-random:qwen2-audio)."""
+    """A directory transformers and vLLM can load, for a configured model name: a hub id, a directory,
+    a trained branch (adapted further from its model/), offline:selm-base (assembled from real parts
+    once into the cache: ray_ser/branches/speech_llm/assembly.py) or tiny-random:qwen2-audio."""
+    from ray_ser.branches.speech_llm.assembly import PRETRAINED_SPEECH_LLMS, resolve_pretrained_speech_llm
+
+    if name in PRETRAINED_SPEECH_LLMS:
+        return resolve_pretrained_speech_llm(name, cache_dir)
     return str(model_directory(resolve_model_name(name, cache_dir)))
 
 

@@ -11,9 +11,9 @@ module loads those weights into its own small copy of the network and computes t
 itself, so neither librosa nor webrtcvad is needed.
 
 A clip's embedding is the L2-normalised mean of the embeddings of 1.6 s windows (50% overlap).
-Clips are grouped by agglomerative clustering (average linkage, cosine distance) under a
-distance threshold, so the number of speakers is not needed in advance; beyond a few thousand
-clips the clips are first gathered into small k-means groups, which the linkage then merges.
+Clips are grouped by agglomerative clustering (average linkage, cosine distance), the number of
+groups chosen by silhouette, so the number of speakers is not needed in advance; beyond a few
+thousand clips the clips are first gathered into small k-means groups, which the linkage then merges.
 """
 
 from __future__ import annotations
@@ -89,21 +89,33 @@ class VoiceEncoder:
         return out
 
 
-def cluster_speakers(embeddings: np.ndarray, threshold: float, max_direct: int = 4000, seed: int = 0) -> np.ndarray:
-    """A speaker group per clip (0..k-1): agglomerative clustering, average linkage on cosine distance,
-    cut at threshold. Above max_direct clips, k-means first gathers them into max_direct small groups."""
+def cluster_speakers(embeddings: np.ndarray, max_groups: int = 20, min_separation: float = 0.05,
+                     max_direct: int = 4000, seed: int = 0) -> np.ndarray:
+    """A voice group per clip (0..k-1), k not known in advance.
+
+    Agglomerative clustering (average linkage, cosine distance) for every k from 2 to
+    min(max_groups, clips / 10); the k with the best silhouette wins, and when no k separates the
+    clips by at least min_separation they are one group. Emotion moves a voice's embedding too,
+    so the rule leans towards few groups: one speaker split into an angry and a calm group has
+    its emotion normalised away, while two speakers in one group only lose part of their
+    normalisation. Above max_direct clips, k-means first gathers them into max_direct small groups.
+    """
     from sklearn.cluster import AgglomerativeClustering, MiniBatchKMeans
+    from sklearn.metrics import silhouette_score
 
     embeddings = np.asarray(embeddings, np.float32)
     n = len(embeddings)
-    if n == 0:
-        return np.zeros(0, np.int64)
-    if n == 1:
-        return np.zeros(1, np.int64)
+    largest = min(max_groups, n // 10)
+    if largest < 2:
+        return np.zeros(n, np.int64)
     points, members = embeddings, np.arange(n)
     if n > max_direct:
         km = MiniBatchKMeans(n_clusters=max_direct, random_state=seed, n_init=1, batch_size=4096).fit(embeddings)
         points, members = km.cluster_centers_, km.labels_
-    groups = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
-                                     distance_threshold=threshold).fit_predict(points)
-    return np.asarray(groups, np.int64)[members]
+    best_score, best = min_separation, np.zeros(len(points), np.int64)
+    for k in range(2, largest + 1):
+        groups = AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(points)
+        score = silhouette_score(points, groups, metric="cosine")
+        if score > best_score:
+            best_score, best = score, groups
+    return np.asarray(best, np.int64)[members]

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import render_speech
 
-REAL_SPEECH = Path(__file__).resolve().parents[4] / "shared" / "data" / "real-speech"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -26,28 +24,6 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
-def whisper_dir(cache_dir) -> Path:
-    from ray_ser.models.weights import whisper_base_dir
-
-    return whisper_base_dir(cache_dir)
-
-
-@pytest.fixture(scope="session")
-def speech_clips(tmp_path_factory) -> list[np.ndarray]:
-    """Real speech at 16 kHz: two espeak-ng sentences, and two acted RAVDESS clips where the
-    shared corpus is present."""
-    root = tmp_path_factory.mktemp("selm-speech")
-    clips = [sf.read(render_speech(text, root / f"s{i}.wav", voice), dtype="float32")[0]
-             for i, (text, voice) in enumerate([("I can't believe you did that to me.", "en-us+f3"),
-                                                ("The meeting moved to Thursday afternoon.", "en-us+m1")])]
-    for name in ("03-01-05-01-01-01-01.flac", "03-01-03-02-02-01-02.flac"):
-        path = REAL_SPEECH / "ravdess" / "audio" / name
-        if path.exists():
-            clips.append(sf.read(path, dtype="float32")[0])
-    return clips
-
-
-@pytest.fixture(scope="session")
 def small_selm(tmp_path_factory, whisper_dir):
     """A Qwen2-Audio assembled by the production code from the real Whisper-base tower, SmolLM2's
     real tokenizer and a small random Llama (2 layers) in place of SmolLM2's weights: fast, and
@@ -57,10 +33,10 @@ def small_selm(tmp_path_factory, whisper_dir):
     import torch
     import transformers
 
-    from ray_ser.models.pretrained.selm import SELMParts, build_selm_checkpoint
-    from ray_ser.models.text_classifier import resolve_text_model
+    from ray_ser.branches.speech_llm.assembly import SELMParts, build_selm_checkpoint
+    from ray_ser.models.weights import offline_model
 
-    directory, gguf = resolve_text_model("offline:smollm2")
+    directory, gguf = offline_model("offline:smollm2")
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory, gguf_file=gguf)
     config = transformers.LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,

@@ -23,7 +23,7 @@ ENCODER_ATOL = 5e-3
 
 @pytest.fixture(scope="module")
 def selm_dir():
-    from ray_ser.models.pretrained.selm import SELM_BASE, resolve_pretrained_speech_llm
+    from ray_ser.branches.speech_llm.assembly import SELM_BASE, resolve_pretrained_speech_llm
 
     return resolve_pretrained_speech_llm(SELM_BASE)
 
@@ -37,7 +37,7 @@ def selm_model(selm_dir):
 
 
 def test_the_lm_is_smollm2(selm_model):
-    from ray_ser.models.pretrained.selm import smollm2_causal_lm
+    from ray_ser.branches.speech_llm.assembly import smollm2_causal_lm
 
     model, processor = selm_model
     llama, tokenizer = smollm2_causal_lm()
@@ -76,8 +76,8 @@ def test_the_audio_tower_is_whisper_base(selm_model, whisper_dir, speech_clips):
 
 
 def test_answers_a_label_through_the_transformers_engine(selm_dir, speech_clips):
-    from ray_ser.config import SpeechLLMConfig
-    from ray_ser.models.speech_llm import SpeechLLMPredictor
+    from ray_ser.branches.speech_llm.settings import SpeechLLMConfig
+    from ray_ser.branches.speech_llm.engines import SpeechLLMPredictor
 
     branch = SpeechLLMPredictor.load(selm_dir, SpeechLLMConfig(engine="transformers", use_transcript=False))
     texts, probs = branch.answer_batch([(clip, None) for clip in speech_clips[:2]])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ray_ser.labels import EMOTIONS
-from ray_ser.models.speech_llm import PromptBuilder, Shot
+from ray_ser.branches.speech_llm.engines import PromptBuilder, Shot
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -18,22 +18,22 @@ ATOL = 2e-3
 
 @pytest.fixture(scope="module")
 def selm_dir():
-    from ray_ser.models.pretrained.selm import SELM_BASE, resolve_pretrained_speech_llm
+    from ray_ser.branches.speech_llm.assembly import SELM_BASE, resolve_pretrained_speech_llm
 
     return resolve_pretrained_speech_llm(SELM_BASE)
 
 
 @pytest.fixture(scope="module")
 def settings():
-    from ray_ser.config import SpeechLLMConfig
+    from ray_ser.branches.speech_llm.settings import SpeechLLMConfig
 
     return SpeechLLMConfig(engine="vllm", dtype="float32", max_num_seqs=8, max_model_len=1024, use_transcript=False)
 
 
 @pytest.fixture(scope="module")
 def hf_engine(selm_dir):
-    from ray_ser.config import SpeechLLMConfig
-    from ray_ser.models.speech_llm import TransformersSpeechLLM
+    from ray_ser.branches.speech_llm.settings import SpeechLLMConfig
+    from ray_ser.branches.speech_llm.engines import TransformersSpeechLLM
 
     return TransformersSpeechLLM.load(selm_dir, SpeechLLMConfig(engine="transformers"))
 
@@ -48,7 +48,7 @@ def _check(engine, hf_engine, prompts, items):
 
 def test_vllm_serves_constrained_labels_with_the_transformers_distribution(selm_dir, settings, hf_engine,
                                                                            speech_clips):
-    from ray_ser.models.speech_llm import VLLMSpeechLLM
+    from ray_ser.branches.speech_llm.engines import VLLMSpeechLLM
 
     engine = VLLMSpeechLLM.load(selm_dir, settings)
     try:
@@ -60,7 +60,7 @@ def test_vllm_serves_constrained_labels_with_the_transformers_distribution(selm_
 
 def test_vllm_with_audio_embeddings_from_a_short_window_gives_the_same_answers(selm_dir, settings, hf_engine,
                                                                                speech_clips):
-    from ray_ser.models.pretrained.vllm_embeds import VLLMAudioEmbedsSpeechLLM
+    from ray_ser.branches.speech_llm.vllm_embeds import VLLMAudioEmbedsSpeechLLM
 
     engine = VLLMAudioEmbedsSpeechLLM.load(selm_dir, settings, max_shots=1)
     try:

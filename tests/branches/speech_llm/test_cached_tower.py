@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from ray_ser.models.pretrained.audio_cache import (CachedTowerSELM, audio_token_count, expand_audio_placeholders,
+from ray_ser.branches.speech_llm.cached_tower import (CachedTowerSELM, audio_token_count, expand_audio_placeholders,
                                                    tower_audio_tokens)
-from ray_ser.models.speech_llm_tuning import SpeechLLMEmotionModel, SpeechLLMTuneOptions
+from ray_ser.branches.speech_llm.model import SpeechLLMEmotionModel
+from ray_ser.branches.speech_llm.settings import SpeechLLMTrain
 
 
 @pytest.fixture()
@@ -20,7 +21,7 @@ def selm(small_selm):
     model = Qwen2AudioForConditionalGeneration.from_pretrained(str(path), dtype=torch.float32)
     torch.manual_seed(0)
     return CachedTowerSELM(model, AutoProcessor.from_pretrained(str(path)),
-                           SpeechLLMTuneOptions(str(path), "lora", 4, transcript_dropout=0.0))
+                           SpeechLLMTrain(base_model=str(path), finetune="lora", lora_rank=4, transcript_dropout=0.0))
 
 
 _TEXTS = ["I can't believe you did that to me.", "The meeting moved to Thursday afternoon.",
@@ -65,8 +66,8 @@ def test_cached_prompts_and_logits_match_the_full_model(selm, speech_clips):
 
 
 def test_training_steps_reuse_the_cache_and_save_a_servable_model(selm, speech_clips, tmp_path):
-    from ray_ser.config import SpeechLLMConfig
-    from ray_ser.models.speech_llm import SpeechLLMPredictor
+    from ray_ser.branches.speech_llm.settings import SpeechLLMConfig
+    from ray_ser.branches.speech_llm.engines import SpeechLLMPredictor
 
     trainable = {n for n, p in selm.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or "multi_modal_projector" in n for n in trainable)
@@ -103,4 +104,4 @@ def test_a_tower_that_trains_cannot_be_cached(small_selm):
     path, _, _ = small_selm
     with pytest.raises(ValueError, match="frozen"):
         CachedTowerSELM(Qwen2AudioForConditionalGeneration.from_pretrained(str(path)),
-                        AutoProcessor.from_pretrained(str(path)), SpeechLLMTuneOptions(str(path), "lora_audio"))
+                        AutoProcessor.from_pretrained(str(path)), SpeechLLMTrain(base_model=str(path), finetune="lora_audio"))

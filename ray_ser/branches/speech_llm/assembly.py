@@ -44,9 +44,9 @@ def smollm2_causal_lm():
     """SmolLM2-135M-Instruct as ``LlamaForCausalLM`` (float32, from the GGUF) and its tokenizer."""
     import transformers
 
-    from ray_ser.models.text_classifier import resolve_text_model
+    from ray_ser.models.weights import offline_model
 
-    directory, gguf = resolve_text_model("offline:smollm2")
+    directory, gguf = offline_model("offline:smollm2")
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory, gguf_file=gguf)
     model = transformers.AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf, dtype=torch.float32)
     model.hf_quantizer = None  # dequantized already; the marker only blocks save_pretrained
@@ -111,7 +111,7 @@ def qwen2_state_dict_from_llama(llama, vocab_size: int) -> dict[str, torch.Tenso
 
 def add_audio_tokens(tokenizer):
     """The three Qwen2-Audio tokens, added as special tokens, and the project's chat template."""
-    from ray_ser.models.speech_llm_checkpoint import AUDIO_TOKENS, CHAT_TEMPLATE
+    from ray_ser.branches.speech_llm.checkpoint import AUDIO_TOKENS, CHAT_TEMPLATE
 
     tokenizer.add_special_tokens({"additional_special_tokens": list(AUDIO_TOKENS)})
     tokenizer.chat_template = CHAT_TEMPLATE
@@ -175,7 +175,7 @@ def assemble_selm(parts: SELMParts = SELMParts(), llama=None, tokenizer=None):
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
-    from ray_ser.models.speech_llm_checkpoint import CHAT_TEMPLATE
+    from ray_ser.branches.speech_llm.checkpoint import CHAT_TEMPLATE
 
     features = transformers.WhisperFeatureExtractor(feature_size=audio_config.num_mel_bins)
     processor = transformers.Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer,
@@ -186,7 +186,7 @@ def assemble_selm(parts: SELMParts = SELMParts(), llama=None, tokenizer=None):
 def build_selm_checkpoint(directory: str | Path, parts: SELMParts = SELMParts(), llama=None,
                           tokenizer=None) -> Path:
     """Assemble and save in the hub layout vLLM and transformers load (float32, ~0.74 GB)."""
-    from ray_ser.models.speech_llm_checkpoint import save_for_vllm
+    from ray_ser.branches.speech_llm.checkpoint import save_for_vllm
 
     model, processor = assemble_selm(parts, llama, tokenizer)
     return save_for_vllm(model, processor, directory)
@@ -195,10 +195,17 @@ def build_selm_checkpoint(directory: str | Path, parts: SELMParts = SELMParts(),
 PRETRAINED_SPEECH_LLMS = {SELM_BASE: SELM_CACHE_NAME}
 
 
-def resolve_pretrained_speech_llm(name: str) -> str:
-    """The cached checkpoint directory for ``offline:selm-base``, built on first use (~1-2 min)."""
+def resolve_pretrained_speech_llm(name: str, cache_dir: str | Path | None = None) -> str:
+    """The cached checkpoint directory for ``offline:selm-base``, built into cache_dir on first use
+    (~1-2 min; None is the default cache)."""
+    from ray_ser.config import default_cache_dir
     from ray_ser.models.weights import build_once
 
     if name not in PRETRAINED_SPEECH_LLMS:
         raise KeyError(f"unknown pretrained speech LLM {name!r}; known: {sorted(PRETRAINED_SPEECH_LLMS)}")
-    return str(build_once(PRETRAINED_SPEECH_LLMS[name], build_selm_checkpoint))
+    from ray_ser.models.weights import whisper_base_dir
+
+    cache = Path(cache_dir or default_cache_dir())
+    parts = SELMParts(str(whisper_base_dir(cache)))
+    return str(build_once(PRETRAINED_SPEECH_LLMS[name], lambda directory: build_selm_checkpoint(directory, parts),
+                          cache))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ray_ser.labels import EMOTIONS
-from ray_ser.models.speech_llm_checkpoint import AUDIO_TOKENS
+from ray_ser.branches.speech_llm.checkpoint import AUDIO_TOKENS
 
 VLLM_CPU_HEAD_DIMS = {32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512}
 
@@ -54,7 +54,7 @@ def test_audio_tokens_are_added_and_the_original_rows_kept(small_selm, loaded):
 
 
 def test_projected_audio_has_the_scale_of_token_embeddings(loaded, speech_clips):
-    from ray_ser.models.pretrained.audio_cache import tower_audio_tokens
+    from ray_ser.branches.speech_llm.cached_tower import tower_audio_tokens
 
     model, processor = loaded
     tokens = tower_audio_tokens(model.model.audio_tower, processor.feature_extractor, speech_clips[:2])
@@ -81,8 +81,8 @@ def test_the_saved_checkpoint_has_the_layout_vllm_loads(small_selm):
 
 
 def test_generates_a_label_through_the_transformers_engine(small_selm, speech_clips):
-    from ray_ser.config import SpeechLLMConfig
-    from ray_ser.models.speech_llm import SpeechLLMPredictor
+    from ray_ser.branches.speech_llm.settings import SpeechLLMConfig
+    from ray_ser.branches.speech_llm.engines import SpeechLLMPredictor
 
     path, _, _ = small_selm
     branch = SpeechLLMPredictor.load(path, SpeechLLMConfig(engine="transformers"))
@@ -93,7 +93,7 @@ def test_generates_a_label_through_the_transformers_engine(small_selm, speech_cl
 
 
 def test_unknown_names_are_refused():
-    from ray_ser.models.pretrained.selm import SELM_BASE, resolve_pretrained_speech_llm
+    from ray_ser.branches.speech_llm.assembly import SELM_BASE, resolve_pretrained_speech_llm
 
     with pytest.raises(KeyError, match=SELM_BASE):
         resolve_pretrained_speech_llm("offline:selm-huge")

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
-from ray_ser.models.pretrained.audio_cache import tower_audio_tokens
-from ray_ser.models.speech_llm import (PromptBuilder, SpeechLLMInput, VLLMSpeechLLM, _as_distribution, vllm_cpu_env,
-                                       vllm_engine_kwargs)
+from ray_ser.branches.speech_llm.cached_tower import tower_audio_tokens
+from ray_ser.branches.speech_llm.engines import (PromptBuilder, SpeechLLMInput, VLLMSpeechLLM, _as_distribution,
+                                                 vllm_cpu_env, vllm_engine_kwargs)
+from ray_ser.labels import EMOTIONS
 
 if TYPE_CHECKING:
-    from ray_ser.config import SpeechLLMConfig
+    from ray_ser.branches.speech_llm.settings import SpeechLLMConfig
 
 __all__ = ["VLLMAudioEmbedsSpeechLLM"]
 
@@ -33,14 +34,15 @@ __all__ = ["VLLMAudioEmbedsSpeechLLM"]
 class VLLMAudioEmbedsSpeechLLM(VLLMSpeechLLM):
     """``VLLMSpeechLLM`` whose audio reaches vLLM as projected embeddings computed here."""
 
-    def __init__(self, llm, processor, audio_tower, projector, max_shots: int) -> None:
-        super().__init__(llm, processor, max_shots)
+    def __init__(self, llm, processor, audio_tower, projector, max_shots: int,
+                 classes: Sequence[str] = EMOTIONS) -> None:
+        super().__init__(llm, processor, max_shots, classes)
         self.audio_tower = audio_tower.eval()
         self.projector = projector.eval()
 
     @classmethod
     def load(cls, path: str | Path, settings: SpeechLLMConfig, device: str = "cpu",
-             max_shots: int = 0) -> VLLMAudioEmbedsSpeechLLM:
+             max_shots: int = 0, classes: Sequence[str] = EMOTIONS) -> VLLMAudioEmbedsSpeechLLM:
         from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
         if device == "cpu":
@@ -52,7 +54,7 @@ class VLLMAudioEmbedsSpeechLLM(VLLMSpeechLLM):
         del model  # the LM lives in vLLM
         llm = LLM(model=str(path), disable_log_stats=True, distributed_executor_backend="mp", enable_mm_embeds=True,
                   **vllm_engine_kwargs(settings, device, max_shots))
-        return cls(llm, AutoProcessor.from_pretrained(str(path)), tower, projector, max_shots)
+        return cls(llm, AutoProcessor.from_pretrained(str(path)), tower, projector, max_shots, classes)
 
     def audio_embeds(self, audios: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Each clip's projected audio tokens, [n_i, hidden]."""

@@ -29,10 +29,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ray_ser.io.audio import TARGET_SAMPLE_RATE
+from ray_ser.schema import SAMPLE_RATE as TARGET_SAMPLE_RATE
 from ray_ser.models.pretrained.ct2_whisper import clip_window_frames, tower_hidden_states
-from ray_ser.models.speech_llm import PromptBuilder, SpeechLLMInput
-from ray_ser.models.speech_llm_tuning import SpeechLLMEmotionModel, SpeechLLMTuneOptions
+from ray_ser.branches.speech_llm.engines import PromptBuilder, SpeechLLMInput
+from ray_ser.branches.speech_llm.model import SpeechLLMEmotionModel
+from ray_ser.branches.speech_llm.settings import SpeechLLMTrain
+from ray_ser.labels import EMOTIONS
 
 __all__ = ["audio_token_count", "tower_audio_tokens", "expand_audio_placeholders", "embed_with_audio",
            "CachedTowerSELM"]
@@ -114,25 +116,24 @@ class CachedTowerSELM(SpeechLLMEmotionModel):
     ``forward(**batch)`` -> answer log-likelihoods (training) or label logits, ``save``.
     """
 
-    def __init__(self, model, processor, options: SpeechLLMTuneOptions, seed: int = 0,
+    def __init__(self, model, processor, settings: SpeechLLMTrain, classes: tuple[str, ...] = EMOTIONS,
                  tower_batch: int = 8) -> None:
-        if options.finetune != "lora":
-            raise ValueError(f"the cached tower is frozen: finetune must be 'lora', not {options.finetune!r}")
-        super().__init__(model, processor, options, seed)
+        if settings.finetune != "lora":
+            raise ValueError(f"the cached tower is frozen: finetune must be 'lora', not {settings.finetune!r}")
+        super().__init__(model, processor, settings, classes)
         self._cache: dict[str, torch.Tensor] = {}
         self.tower_batch = tower_batch
 
     @classmethod
-    def from_base(cls, options: SpeechLLMTuneOptions, seed: int = 0) -> CachedTowerSELM:
+    def from_settings(cls, settings: SpeechLLMTrain, cache_dir: str | None = None,
+                      classes: tuple[str, ...] = EMOTIONS) -> CachedTowerSELM:
         from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
-        from ray_ser.models.pretrained.selm import PRETRAINED_SPEECH_LLMS, resolve_pretrained_speech_llm
-        from ray_ser.models.speech_llm_tuning import resolve_speech_llm
+        from ray_ser.branches.speech_llm.model import resolve_speech_llm
 
-        path = (resolve_pretrained_speech_llm(options.model) if options.model in PRETRAINED_SPEECH_LLMS
-                else resolve_speech_llm(options.model))
+        path = resolve_speech_llm(settings.base_model, cache_dir)
         model = Qwen2AudioForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
-        return cls(model, AutoProcessor.from_pretrained(path), options, seed)
+        return cls(model, AutoProcessor.from_pretrained(path), settings, classes)
 
     @property
     def _qwen(self):
@@ -160,10 +161,10 @@ class CachedTowerSELM(SpeechLLMEmotionModel):
         return [self._cache[k] for k in keys]
 
     def prepare(self, items: Sequence[SpeechLLMInput], answers: Sequence[int] | None = None) -> dict:
-        drop = self.options.transcript_dropout if answers is not None else 0.0
+        drop = self.settings.transcript_dropout if answers is not None else 0.0
         texts, audios = [], []
         for audio, transcript in items:
-            prompts = PromptBuilder(use_transcript=transcript is not None and self._rng.random() >= drop)
+            prompts = PromptBuilder(transcript is not None and self._rng.random() >= drop, classes=self.classes)
             clip_audios = prompts.audios(audio)
             text = self.processor.apply_chat_template(prompts.messages(transcript), add_generation_prompt=True,
                                                       tokenize=False)
