@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from ray_ser.config import LabelConfig
     from ray_ser.models.base import AsrModel, Transcript
 
-__all__ = ["Annotation", "Annotator", "vote_over", "speaker_warnings"]
+__all__ = ["Annotation", "Annotator", "vote_over", "speaker_warnings", "transcribe", "with_transcript",
+           "assemble_annotation"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,43 @@ def speaker_warnings(runners: Mapping[str, BranchRunner], speaker: str | None) -
             "without a speaker profile" for name, r in runners.items() if r.uses_speakers and not r.known_speaker(speaker)]
 
 
+def transcribe(asr: AsrModel | None, clips: Sequence[Clip]) -> tuple[list[Transcript | None], list[str | None]]:
+    """Transcripts of the clips that have none; a failed transcription is a warning, not an error:
+    the speech branches still vote."""
+    from ray_ser.core.errors import predict_isolating_failures
+
+    transcripts: list[Transcript | None] = [None] * len(clips)
+    failures: list[str | None] = [None] * len(clips)
+    todo = [i for i, c in enumerate(clips) if c.transcript is None and c.audio is not None]
+    if asr is None or not todo:
+        return transcripts, failures
+    found, errors = predict_isolating_failures("asr", asr.predict_batch, [clips[i].audio for i in todo])
+    for i, transcript, error in zip(todo, found, errors):
+        transcripts[i], failures[i] = transcript, error
+    return transcripts, failures
+
+
+def with_transcript(clip: Clip, transcript: Transcript | None) -> Clip:
+    """The clip the branches read: the ASR's transcript, or the caller's when ASR did not run."""
+    return Clip(clip.audio, transcript.text if transcript is not None else clip.transcript, clip.speaker)
+
+
+def assemble_annotation(clip: Clip, transcript: Transcript | None, asr_failure: str | None,
+                        results: Mapping[str, BranchVoteResult], speaker_notes: Sequence[str],
+                        weights: Mapping[str, float], priority: Sequence[str]) -> Annotation:
+    """One clip's annotation from its pieces, wherever they ran (one process, or Serve deployments).
+
+    clip carries the transcript the branches read (with_transcript); warnings come in a fixed order:
+    the ASR failure, unknown speakers, then each branch's failure.
+    """
+    warnings = [w for w in (asr_failure,) if w] + list(speaker_notes)
+    warnings += [r.warning for r in results.values() if r.warning]
+    vote = vote_over(results, weights, priority)
+    language = transcript.language if transcript is not None else None
+    return Annotation(vote.label, vote.confidence, vote.agreement, clip.transcript, language, dict(results),
+                      warnings)
+
+
 class Annotator:
     """ASR (optional), the branch runners and the vote settings of one profile."""
 
@@ -74,36 +112,16 @@ class Annotator:
         return cls(asr, runners, cfg.vote_weights(), cfg.vote.priority)
 
     def transcribe(self, clips: Sequence[Clip]) -> tuple[list[Transcript | None], list[str | None]]:
-        """Transcripts of the clips that have none; a failed transcription is a warning, not an error:
-        the speech branches still vote."""
-        from ray_ser.core.errors import predict_isolating_failures
-
-        transcripts: list[Transcript | None] = [None] * len(clips)
-        failures: list[str | None] = [None] * len(clips)
-        todo = [i for i, c in enumerate(clips) if c.transcript is None and c.audio is not None]
-        if self.asr is None or not todo:
-            return transcripts, failures
-        found, errors = predict_isolating_failures("asr", self.asr.predict_batch, [clips[i].audio for i in todo])
-        for i, transcript, error in zip(todo, found, errors):
-            transcripts[i], failures[i] = transcript, error
-        return transcripts, failures
+        return transcribe(self.asr, clips)
 
     def annotate(self, clips: Sequence[Clip]) -> list[Annotation]:
         transcripts, asr_failures = self.transcribe(clips)
-        clips = [Clip(c.audio, t.text if t is not None else c.transcript, c.speaker)
-                 for c, t in zip(clips, transcripts)]
+        clips = [with_transcript(c, t) for c, t in zip(clips, transcripts)]
         per_branch = {name: runner.run(clips) for name, runner in self.runners.items()}
-        out = []
-        for i, clip in enumerate(clips):
-            results = {name: rows[i] for name, rows in per_branch.items()}
-            warnings = [w for w in (asr_failures[i],) if w]
-            warnings += speaker_warnings(self.runners, clip.speaker)
-            warnings += [r.warning for r in results.values() if r.warning]
-            vote = vote_over(results, self.weights, self.priority)
-            language = transcripts[i].language if transcripts[i] is not None else None
-            out.append(Annotation(vote.label, vote.confidence, vote.agreement, clip.transcript, language, results,
-                                  warnings))
-        return out
+        return [assemble_annotation(clip, transcripts[i], asr_failures[i],
+                                    {name: rows[i] for name, rows in per_branch.items()},
+                                    speaker_warnings(self.runners, clip.speaker), self.weights, self.priority)
+                for i, clip in enumerate(clips)]
 
     def close(self) -> None:
         for runner in self.runners.values():
