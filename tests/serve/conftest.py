@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.serve.helpers import free_port
+from ray_ser.testing.http import free_port
 
 TOKEN = "test-token-5f2c8d"  # a test secret: the apps read it from a file, as from a mounted secret
 

@@ -17,7 +17,7 @@ import soundfile as sf
 
 from ray_ser.labels import EMOTIONS
 from tests.serve.conftest import TOKEN
-from tests.serve.helpers import call
+from ray_ser.testing.http import call
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -105,6 +105,7 @@ def test_a_given_transcript_skips_asr_in_json_and_multipart(endpoint, corpus_row
     assert by_json["branches"] == by_form["branches"]
 
 
+@pytest.mark.slow
 def test_the_answer_equals_what_the_labeling_job_writes(endpoint, corpus_rows, tmp_path):
     """Same clips, same checkpoints: the job's Parquet rows and the endpoint's answers agree."""
     from ray_ser.io.sink import read_output

@@ -1,5 +1,5 @@
-"""HTTP as clients send it: plain requests, and a raw socket for what http clients will not do politely
-(a chunked body that never ends, a Content-Length with no body behind it)."""
+"""HTTP as clients send it, for the Serve tests and bench/serve_latency.py: plain requests, and a raw socket
+for what HTTP clients will not do politely (a chunked body that never ends, a Content-Length with no body)."""
 
 from __future__ import annotations
 
