@@ -198,9 +198,14 @@ class ServeConfig(Frozen):
                                 "token_env). Required when host is not a loopback address.")
     max_body_mb: float = Field(20.0, gt=0, description="Larger request bodies get 413, counted while the body "
                                "streams in (chunked bodies included).")
-    max_clip_seconds: float = Field(60.0, gt=0, description="Longer clips get 413, from the file header where "
-                                    "it says the duration, and decoding stops there otherwise; long audio "
-                                    "belongs in the labeling job.")
+    max_inflight_body_mb: float = Field(
+        48.0, gt=0, description="Request bodies one ingress replica holds at once, summed over its requests; a "
+        "request that would pass it gets 503 at once (retry later). Bounds the ingress's memory however many "
+        "large uploads arrive together; 3 s clips (~100 KB) never meet it.")
+    max_clip_seconds: float = Field(30.0, gt=0, description="Longer clips get 413, from the file header where "
+                                    "it says the duration, and decoding stops there otherwise. 30 s is Whisper's "
+                                    "window: a longer clip would be transcribed in part; long audio belongs in the "
+                                    "labeling job, which cuts it at pauses.")
     max_text_chars: int = Field(2000, ge=1, description="Longest `transcript` or `speaker` a request may send "
                                 "(400 past it).")
     ingress: ServeIngressDeployment = Field(ServeIngressDeployment(), description="The HTTP ingress deployment.")
@@ -213,7 +218,10 @@ class ServeConfig(Frozen):
         "no URL is fetched (audio travels inline). file:// and private addresses are always refused.")
 
     @model_validator(mode="after")
-    def _exposed_needs_token(self) -> ServeConfig:
+    def _consistent(self) -> ServeConfig:
+        if self.max_inflight_body_mb < self.max_body_mb:
+            raise ValueError(f"max_inflight_body_mb ({self.max_inflight_body_mb}) must be >= max_body_mb "
+                             f"({self.max_body_mb}), or the largest body allowed is always refused")
         if self.host not in _LOOPBACK and not self.host.startswith("127.") and not self.require_token:
             raise ValueError(f"host {self.host!r} exposes the endpoint beyond this machine: set "
                              f"serve.require_token: true (the token comes from ${self.token_env} or "

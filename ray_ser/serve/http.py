@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
     from ray_ser.config import ServeConfig
 
-__all__ = ["ClientError", "RequestLimits", "AnnotateInput", "AnnotateJson", "body_kind", "read_body",
-           "parse_annotate", "scrub"]
+__all__ = ["ClientError", "RequestLimits", "BodyBudget", "AnnotateInput", "AnnotateJson", "body_kind",
+           "read_body", "parse_annotate", "scrub"]
 
 _RAW_TYPES = ("application/octet-stream",)
 _JSON = "application/json"
@@ -54,13 +54,50 @@ class RequestLimits:
     """What one request may carry; built from the profile by the Serve app builder."""
 
     max_body_bytes: int
+    max_inflight_body_bytes: int
     max_clip_seconds: float
     max_text_chars: int
     min_clip_seconds: float = 0.1
 
     @classmethod
     def from_config(cls, serve: ServeConfig) -> RequestLimits:
-        return cls(int(serve.max_body_mb * 1024 * 1024), serve.max_clip_seconds, serve.max_text_chars)
+        return cls(int(serve.max_body_mb * 2**20), int(serve.max_inflight_body_mb * 2**20), serve.max_clip_seconds,
+                   serve.max_text_chars)
+
+
+class BodyBudget:
+    """The bytes of request bodies one replica holds at once, over all its requests.
+
+    A request reserves its body's bytes as they arrive (the declared length at once) and gives them back
+    when it is done with the body; one that would pass the budget is refused at once with 503, rather
+    than waiting while Serve's proxy keeps reading its body. Used from the replica's event loop only.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def reserve(self) -> _Reservation:
+        return _Reservation(self)
+
+
+class _Reservation:
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.held = 0
+
+    def add(self, n: int) -> None:
+        if self.budget.held + n > self.budget.limit:
+            raise ClientError(503, "too many large request bodies are in flight; retry later", {"Retry-After": "1"})
+        self.budget.held += n
+        self.held += n
+
+    def __enter__(self) -> _Reservation:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.budget.held -= self.held
+        self.held = 0
 
 
 @dataclass(frozen=True)
@@ -95,8 +132,9 @@ def body_kind(content_type: str | None) -> str:
     raise ClientError(415, f"unsupported Content-Type {media[:80]!r}: {_HOW}")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as the declared length or the bytes received pass limit."""
+async def read_body(request: Request, limit: int, reservation: _Reservation | None = None) -> bytes:
+    """The whole body, refused with 413 as soon as the declared length or the bytes received pass limit.
+    reservation: the replica's BodyBudget, charged as the bytes arrive (503 when it is spent)."""
     from starlette.requests import ClientDisconnect
 
     declared = request.headers.get("content-length")
@@ -105,6 +143,8 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise ClientError(400, "Content-Length is not a number")
         if int(declared) > limit:
             raise ClientError(413, f"body is {int(declared)} bytes; the limit is {limit}")
+        if reservation is not None:
+            reservation.add(int(declared))
     chunks: list[bytes] = []
     received = 0
     try:
@@ -112,6 +152,8 @@ async def read_body(request: Request, limit: int) -> bytes:
             received += len(chunk)
             if received > limit:
                 raise ClientError(413, f"body is over the limit of {limit} bytes")
+            if reservation is not None and (declared is None or received > int(declared)):
+                reservation.add(len(chunk))
             chunks.append(chunk)
     except ClientDisconnect:
         raise ClientError(400, "the client disconnected before the body was complete") from None
@@ -185,10 +227,11 @@ async def _parse_multipart(request: Request, body: bytes, limits: RequestLimits)
         await form.close()
 
 
-async def parse_annotate(request: Request, limits: RequestLimits) -> AnnotateInput:
+async def parse_annotate(request: Request, limits: RequestLimits,
+                         reservation: _Reservation | None = None) -> AnnotateInput:
     """An annotate request's audio and fields, or ClientError: 415 by media type, 413 by size, 400 by shape."""
     kind = body_kind(request.headers.get("content-type"))
-    body = await read_body(request, limits.max_body_bytes)
+    body = await read_body(request, limits.max_body_bytes, reservation)
     if not body:
         raise ClientError(400, f"empty body: {_HOW}")
     if kind == "json":

@@ -35,7 +35,7 @@ from ray_ser.schema import SAMPLE_RATE
 from ray_ser.serve.api_models import (ANNOTATE_REQUEST_BODY, ERROR_RESPONSES, AnnotateResponse, LabelsResponse,
                                       ReadyResponse)
 from ray_ser.serve.auth import TokenGate, TokenSource
-from ray_ser.serve.http import ClientError, RequestLimits, parse_annotate, scrub
+from ray_ser.serve.http import BodyBudget, ClientError, RequestLimits, parse_annotate, scrub
 
 if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle
@@ -120,6 +120,7 @@ class EmotionIngress:
                  branches: dict[str, DeploymentHandle]) -> None:
         self.plan = plan
         self.gate = TokenGate(plan.token.resolve())  # MissingToken stops the replica from starting
+        self.budget = BodyBudget(plan.limits.max_inflight_body_bytes)
         self.asr = asr
         self.branches = branches
 
@@ -145,10 +146,11 @@ class EmotionIngress:
         from ray_ser.serve.audio import decode_clip
 
         limits = self.plan.limits
-        parsed = await parse_annotate(request, limits)
-        clip = Clip(await asyncio.to_thread(decode_clip, parsed.audio, limits.max_clip_seconds,
-                                            limits.min_clip_seconds), parsed.transcript, parsed.speaker)
-        del parsed  # the encoded bytes are not needed past here: free them before the models run
+        with self.budget.reserve() as reservation:  # the body's bytes count until it is decoded
+            parsed = await parse_annotate(request, limits, reservation)
+            clip = Clip(await asyncio.to_thread(decode_clip, parsed.audio, limits.max_clip_seconds,
+                                                limits.min_clip_seconds), parsed.transcript, parsed.speaker)
+            del parsed  # the encoded bytes are not needed past here: free them before the models run
         decoded = time.perf_counter()
         annotation, checkpoints, asr_s, branches_s = await self._run_models(clip)
         return {

@@ -34,12 +34,13 @@ def _small(cpus: float, batch: int = 8) -> dict:
 
 @pytest.fixture(scope="session")
 def endpoint_config(branch_config, token_file):
-    """The tiny-branch profile with small limits (1 MB bodies, 20 s clips, 200-character text fields),
-    a token, and deployments sized so a labeling job still fits beside them on the test cluster."""
+    """The tiny-branch profile with small limits (1 MB bodies, 2.5 MB of bodies in flight, 20 s clips,
+    200-character text fields), a token, and deployments sized so a labeling job still fits beside them on the
+    test cluster."""
     from ray_ser.config import LabelConfig
 
     tree = branch_config.model_dump(mode="json")
-    tree["serve"].update(max_body_mb=1.0, max_clip_seconds=20.0, max_text_chars=200, token_file=str(token_file),
+    tree["serve"].update(max_body_mb=1.0, max_inflight_body_mb=2.5, max_clip_seconds=20.0, max_text_chars=200, token_file=str(token_file),
                          require_token=True, ingress={"num_cpus": 0.25}, asr=_small(0.5))
     for branch in tree["branches"].values():
         branch["serve"] = _small(0.25)

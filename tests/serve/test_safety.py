@@ -72,6 +72,33 @@ def test_a_body_over_the_limit_is_refused_while_it_streams(endpoint):
     assert sent < total / 4, f"the client had sent {sent} bytes before the answer"
 
 
+def test_bodies_in_flight_share_one_budget_per_replica(endpoint, corpus_rows):
+    """Two uploads that declare 1 MB and stall hold 2 MB of the 2.5 MiB: a third large one is refused at once
+    (503, retry), a small one still passes, and the budget comes back when the stalled clients go."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url, _ = endpoint
+    parts = urlsplit(url)
+    stalled = []
+    try:
+        for _ in range(2):
+            sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+            sock.sendall((f"POST /v1/annotate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                          "Content-Type: audio/wav\r\nContent-Length: 1000000\r\n\r\n").encode() + b"\x00" * 1000)
+            stalled.append(sock)
+        time.sleep(2)
+        _assert_clean_error(call(f"{url}/v1/annotate", b"\x00" * 900_000, token=TOKEN), 503, "retry later")
+        assert call(f"{url}/v1/annotate", open(corpus_rows[0]["path"], "rb").read(), token=TOKEN).status == 200
+    finally:
+        for sock in stalled:
+            sock.close()
+    deadline = time.monotonic() + 30
+    while call(f"{url}/v1/annotate", b"\x00" * 900_000, token=TOKEN).status == 503:
+        assert time.monotonic() < deadline, "the stalled uploads' budget was never given back"
+        time.sleep(1)
+
+
 def test_a_wav_declaring_100_hz_is_refused_from_its_header(endpoint):
     url, _ = endpoint
     data = _wav(100, 2000)  # 400 KB declaring 2,000 s
