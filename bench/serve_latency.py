@@ -44,7 +44,8 @@ def tiny_branches(root: Path) -> list[str]:
     from ray_ser.testing.tiny_models import tiny_decoder_checkpoint, tiny_encoder_checkpoint
 
     encoder = tiny_encoder_checkpoint("whisper", root / "whisper-base")
-    SpeechEmotionModel.from_settings(SpeechEncoderTrain(base_model=str(encoder), finetune="frozen")).save(root / "speech")
+    speech = SpeechEmotionModel.from_settings(SpeechEncoderTrain(base_model=str(encoder), finetune="frozen"))
+    speech.save(root / "speech")
     decoder = tiny_decoder_checkpoint(root / "llama-base")
     TextEmotionModel.from_settings(TextClassifierTrain(base_model=str(decoder), template="T: {text}\nE:")).save(
         root / "text")
@@ -149,6 +150,7 @@ def abusive_requests(url: str, max_body: int) -> dict[str, callable]:
     """name -> a callable sending one abusive request and returning its status."""
     b64 = base64.b64encode(_wav(16_000, 1.0)).decode()
     annotate = f"{url}/v1/annotate"
+    multipart_head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
     return {
         "endless chunked body": lambda: post_endless_chunked(annotate, {"Content-Type": "audio/wav"},
                                                               total=4 * max_body)[0].status,
@@ -158,8 +160,7 @@ def abusive_requests(url: str, max_body: int) -> dict[str, callable]:
         "10 MB transcript": lambda: call(annotate, json.dumps({"audio_base64": b64, "transcript": "x" * min(
             10 * 1024 * 1024, max_body - 4096)}).encode(), "application/json").status,
         "body just under the limit": lambda: call(annotate, os.urandom(max_body - 1024), "audio/wav").status,
-        "multipart, file past the limit": lambda: call(annotate, b"--b\r\nContent-Disposition: form-data; name=\"file\"; "
-                                                       b"filename=\"a.wav\"\r\n\r\n" + b"\x00" * max_body,
+        "multipart, file past the limit": lambda: call(annotate, multipart_head + b"\x00" * max_body,
                                                        "multipart/form-data; boundary=b").status,
     }
 

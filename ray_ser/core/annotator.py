@@ -49,7 +49,8 @@ def speaker_warnings(runners: Mapping[str, BranchRunner], speaker: str | None) -
     if speaker is None:
         return []
     return [f"{name}: speaker {speaker!r} is not one the branch was trained on; the clip is labelled "
-            "without a speaker profile" for name, r in runners.items() if r.uses_speakers and not r.known_speaker(speaker)]
+            "without a speaker profile" for name, r in runners.items()
+            if r.uses_speakers and not r.known_speaker(speaker)]
 
 
 def transcribe(asr: AsrModel | None, clips: Sequence[Clip]) -> tuple[list[Transcript | None], list[str | None]]:

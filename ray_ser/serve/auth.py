@@ -80,4 +80,5 @@ class TokenGate:
             raise ClientError(401, "this endpoint needs `Authorization: Bearer <token>`",
                               {"WWW-Authenticate": "Bearer"})
         if not hmac.compare_digest(given.strip().encode(), self._token):
-            raise ClientError(401, "the bearer token is not valid", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            raise ClientError(401, "the bearer token is not valid",
+                              {"WWW-Authenticate": 'Bearer error="invalid_token"'})

@@ -156,7 +156,8 @@ class EmotionIngress:
         return {
             "label": annotation.label, "confidence": annotation.confidence, "agreement": annotation.agreement,
             "transcript": annotation.transcript, "language": annotation.language,
-            "duration_s": clip.audio.size / SAMPLE_RATE, "branches": annotation.branch_body(), "checkpoints": checkpoints,
+            "duration_s": clip.audio.size / SAMPLE_RATE, "branches": annotation.branch_body(),
+            "checkpoints": checkpoints,
             "timing": {"decode_ms": (decoded - started) * 1000, "asr_ms": asr_s * 1000,
                        "branches_ms": branches_s * 1000, "total_ms": (time.perf_counter() - started) * 1000},
             "warnings": [scrub(w) for w in annotation.warnings],

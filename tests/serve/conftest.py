@@ -40,8 +40,8 @@ def endpoint_config(branch_config, token_file):
     from ray_ser.config import LabelConfig
 
     tree = branch_config.model_dump(mode="json")
-    tree["serve"].update(max_body_mb=1.0, max_inflight_body_mb=2.5, max_clip_seconds=20.0, max_text_chars=200, token_file=str(token_file),
-                         require_token=True, ingress={"num_cpus": 0.25}, asr=_small(0.5))
+    tree["serve"].update(max_body_mb=1.0, max_inflight_body_mb=2.5, max_clip_seconds=20.0, max_text_chars=200,
+                         token_file=str(token_file), require_token=True, ingress={"num_cpus": 0.25}, asr=_small(0.5))
     for branch in tree["branches"].values():
         branch["serve"] = _small(0.25)
     return LabelConfig.model_validate(tree)

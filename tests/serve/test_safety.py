@@ -150,7 +150,8 @@ MISTAKES = [
 ]
 
 
-@pytest.mark.parametrize("body,content_type,status,reason", MISTAKES, ids=[f"{m[2]}-{i}" for i, m in enumerate(MISTAKES)])
+@pytest.mark.parametrize("body,content_type,status,reason", MISTAKES,
+                         ids=[f"{m[2]}-{i}" for i, m in enumerate(MISTAKES)])
 def test_every_client_mistake_is_a_4xx_with_a_json_reason(endpoint, clip_b64, body, content_type, status, reason):
     url, _ = endpoint
     if callable(body):
