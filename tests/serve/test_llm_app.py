@@ -15,25 +15,34 @@ pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.vllm, pytest.m
 
 
 @pytest.fixture(scope="module")
-def llm_server(serve_url, branch_config, speech_llm_dir):
+def llm_server(serve_url, branch_config, speech_llm_dir, endpoint_config):
     from ray import serve
 
     from ray_ser.config import LabelConfig
+    from ray_ser.serve.app import APP_NAME, PROBE_APP_NAME, deploy
     from ray_ser.serve.llm_app import build_llm_app
+
+    # The LLM server (2 CPUs) and its OpenAI ingress (1) fill the 4-CPU test cluster with the annotate app
+    # below: the other modules' annotate app steps aside meanwhile, and comes back after.
+    running = set(serve.status().applications)
+    for name in (APP_NAME, PROBE_APP_NAME):
+        if name in running:
+            serve.delete(name)
 
     tree = branch_config.model_dump()
     tree["serve"].update(llm_allowed_media_domains=["127.0.0.1", "media.invalid"])
     tree["branches"]["selm"] = {"family": "speech_llm", "checkpoint": str(speech_llm_dir),
                                 "llm": {"dtype": "float32", "max_model_len": 1024, "max_num_seqs": 8}}
     tree["vote"] = {"priority": ["speech", "text", "selm"]}
-    # Small deployments: the LLM server and the annotate app share the 4-CPU test cluster with the other apps.
-    tree["serve"].update(ingress={"num_cpus": 0.25}, asr={"num_cpus": 0.5})
+    tree["serve"].update(ingress={"num_cpus": 0.1}, asr={"num_cpus": 0.3})
     for branch in tree["branches"].values():
-        branch["serve"] = {"num_cpus": 0.25}
+        branch["serve"] = {"num_cpus": 0.1}
     cfg = LabelConfig.model_validate(tree)
     serve.run(build_llm_app(cfg, "selm"), name="llm_selm", route_prefix="/llm")
     yield serve_url, cfg
     serve.delete("llm_selm")
+    if APP_NAME in running:
+        deploy(endpoint_config)
 
 
 def test_openai_api_answers_a_label_with_the_same_distribution_as_transformers(llm_server, speech_llm_dir,
