@@ -46,9 +46,20 @@ def _serve(args: argparse.Namespace) -> int:
     from ray_ser.serve.app import run_server
 
     cfg = load_config(args.config, args.set)
-    print(f"serving on http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix.rstrip('/')}/annotate")
+    base = f"http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix.rstrip('/')}"
+    print(f"serving POST {base}/v1/annotate (API docs: {base}/docs; probes: {base}/healthz, {base}/readyz)")
     run_server(cfg, blocking=True)
     return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    import json
+
+    from ray_ser.serve.client import query
+
+    status, body = query(args.file, args.url, args.token, args.transcript, args.speaker)
+    print(json.dumps(body, indent=1))
+    return 0 if status == 200 else 1
 
 
 def _adapt(args: argparse.Namespace) -> int:
@@ -112,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, helptext in (("label", _label, "label a corpus into Parquet"),
                                  ("train", _train, "fine-tune branches with Ray Train"),
                                  ("adapt", _adapt, "few-shot LoRA adaptation of a speech_llm branch"),
-                                 ("serve", _serve, "serve POST /annotate for single clips (Ray Serve)"),
+                                 ("serve", _serve, "serve POST /v1/annotate for single clips (Ray Serve)"),
                                  ("serve-llm", _serve_llm, "serve a speech_llm branch as an OpenAI API"),
                                  ("demo", _demo, "synthesize, label from an embedded S3, summarise")):
         cmd = sub.add_parser(name, help=helptext)
@@ -135,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--branch", required=True, help="a trained speech_llm branch with a few_shot section")
     adapt.add_argument("--out", required=True, help="checkpoint storage directory or s3:// prefix")
     sub.choices["serve-llm"].add_argument("--branch", required=True, help="the speech_llm branch to serve")
+    query = sub.add_parser("query", help="annotate one audio file with a running `ray-ser serve` endpoint")
+    query.add_argument("file", help="an audio file (wav, flac, mp3, ogg)")
+    query.add_argument("--url", default="http://127.0.0.1:8000", help="the endpoint's base URL (with its route prefix)")
+    query.add_argument("--token", default=None, help="bearer token (default: $RAY_SER_TOKEN)")
+    query.add_argument("--transcript", default=None, help="use this transcript instead of the ASR's")
+    query.add_argument("--speaker", default=None, help="a training speaker's id")
+    query.set_defaults(func=_query)
     demo = sub.choices["demo"]
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--n-train", type=int, default=1200, help="training utterances (training speakers)")

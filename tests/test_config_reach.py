@@ -4,8 +4,10 @@ The test records which fields of which config models are read, and by which code
 package does real work in this process: each branch family trains for an epoch (the same
 ``run_training`` a Ray Train worker runs), the labeling job's stages run on real espeak clips
 (decode with VAD, Whisper, every branch, the speaker pass, the vote, the Parquet sink), Serve's
-endpoint answers a request through its ASGI interface, and the one helper per runtime that turns
-config into Ray arguments (Ray Data, Ray Train, Serve, ray.init, Serve LLM) is called. A read
+app builder builds both apps (every deployment's resources, scaling, queue, timeout and batch size,
+the request limits and the token source are read there) and the ingress's request reading parses a
+real request through its ASGI interface under those limits, and the one helper per runtime that
+turns config into Ray arguments (Ray Data, Ray Train, Serve, ray.init, Serve LLM) is called. A read
 counts only when it happens outside the config models' own validators and outside this test.
 A field nobody reads is a setting that does nothing: the test names it.
 """
@@ -118,7 +120,10 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
     from ray_ser.pipeline import collect_speaker_statistics, configure_data_context, job_inputs, label_plan, \
         stage_arguments
     from ray_ser.runtime import init_arguments
-    from ray_ser.serve.app import EmotionEndpoint, deployment_options, http_options
+    from ray_ser.serve.app import build_app, build_probe_app, deployment_options, http_options, ingress_plan, \
+        probe_route
+    from ray_ser.serve.audio import decode_clip
+    from ray_ser.serve.http import parse_annotate
     from ray_ser.serve.llm_app import llm_config_arguments
     from ray_ser.stages.asr import AsrStage
     from ray_ser.stages.branch import BranchStage
@@ -208,13 +213,16 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
         write_batch(vote_batch(batch, **vote.kwargs), **sink.kwargs)
         assert collect_speaker_statistics  # the driver-side pass runs these same stages under Ray
 
-        # Serve: the endpoint answers through its ASGI interface; the runtime helpers.
-        endpoint = EmotionEndpoint(trained.model_dump(mode="json"))
+        # Serve: both apps are built from the profile; a request is read under the limits the builder set.
+        build_app(trained)
+        build_probe_app(trained)
+        limits = ingress_plan(trained).limits
         clip = open(corpus_rows[0]["path"], "rb").read()
-        response = asyncio.run(endpoint(_asgi_request("/annotate", clip)))
-        assert response.status_code == 200, response.body
+        parsed = asyncio.run(parse_annotate(_asgi_request("/v1/annotate", clip), limits))
+        assert decode_clip(parsed.audio, limits.max_clip_seconds).size > 0
         deployment_options(trained)
         http_options(trained)
+        probe_route(trained)
         llm_config_arguments(trained, "selm", checkpoints["selm"])
         vllm_engine_kwargs(trained.branch("selm").llm, "cuda", 2)
         vllm_cpu_env(trained.branch("selm").llm)
