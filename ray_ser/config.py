@@ -193,12 +193,13 @@ class SpeakerConfig(Frozen):
         "agglomerative clustering; ray_ser/models/features/speaker_embedding.py) before labeling, and "
         "speaker-normalised branches profile each group as a speaker. Off: such clips are labelled unshifted.")
     max_groups: int = Field(
-        20, ge=1, description="The most voice groups the clips without a speaker id are split into (at most one "
+        8, ge=1, description="The most voice groups the clips without a speaker id are split into (at most one "
         "per 10 clips); the number is chosen by silhouette up to it.")
     min_separation: float = Field(
-        0.05, ge=-1, le=1, description="The silhouette a grouping must reach; below it the clips count as one "
+        0.35, ge=-1, le=1, description="The silhouette a grouping must reach; below it the clips count as one "
         "voice. Few groups cost little (two speakers share a profile), many cost much (one speaker's angry and "
-        "calm clips profiled apart lose their emotion), so the rule leans to few.")
+        "calm clips profiled apart lose their emotion), so the rule leans to few: on EmoDB and RAVDESS, clips of "
+        "one corpus stay one group or split by gender, and a batch mixing the two corpora splits by corpus.")
     max_estimated_clips: int = Field(
         50_000, ge=1, description="The most clips without a speaker id the job groups in one run (their "
         "embeddings and feature sums are held on the driver); beyond it the job stops with a clear error: "

@@ -89,7 +89,7 @@ class VoiceEncoder:
         return out
 
 
-def cluster_speakers(embeddings: np.ndarray, max_groups: int = 20, min_separation: float = 0.05,
+def cluster_speakers(embeddings: np.ndarray, max_groups: int = 8, min_separation: float = 0.35,
                      max_direct: int = 4000, seed: int = 0) -> np.ndarray:
     """A voice group per clip (0..k-1), k not known in advance.
 
