@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ray_ser.stages.base import StagePlan
 
 __all__ = ["LabelSummary", "collect_speaker_statistics", "label_plan", "build_label_plan", "stage_arguments",
-           "apply_stage",
+           "apply_stage", "label_progress",
            "run_label_job", "new_run_id"]
 
 
@@ -87,10 +87,21 @@ def _to_blocks(table: pa.Table, batch_size: int) -> list[pa.Table]:
 
 
 def configure_data_context(cfg: LabelConfig) -> None:
-    """Ray Data's driver-side settings from the profile."""
-    import ray.data
+    """Ray Data's driver-side settings: its per-operator progress goes to its log files only (the
+    driver prints one line of its own, ``label_progress``)."""
+    from ray_ser.progress import quiet_ray_console
 
-    ray.data.DataContext.get_current().enable_progress_bars = cfg.ray.progress_bars
+    quiet_ray_console()
+
+
+def label_progress(cfg: LabelConfig, total: int, plans: list[StagePlan], title: str = "labeling",
+                   stage: str | None = None):
+    """The driver's progress line over a plan: rows done by ``stage`` (default: the last stage before
+    the sink) of ``total``; silent when ``ray.progress_bars`` is off."""
+    from ray_ser.progress import LabelProgress
+
+    watched = stage or (plans[-2] if len(plans) > 1 else plans[-1]).name
+    return LabelProgress(total, watched.replace(" ", "_"), enabled=cfg.ray.progress_bars, title=title)
 
 
 def _run(cfg: LabelConfig, inputs: pa.Table, plans: list[StagePlan]) -> ray.data.Dataset:
@@ -120,8 +131,10 @@ def collect_speaker_statistics(cfg: LabelConfig, inputs: pa.Table) -> dict[str, 
     named = inputs.filter(pc.and_(pc.is_valid(inputs.column("speaker")), pc.is_null(inputs.column("manifest_error"))))
     statistics = {name: {} for name in branches}
     if named.num_rows:
-        ds = _run(cfg, named, [DecodeStage.plan(cfg), SpeakerStatisticsStage.plan(branches, cfg)])
-        statistics.update(add_batches(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
+        plans = [DecodeStage.plan(cfg), SpeakerStatisticsStage.plan(branches, cfg)]
+        with label_progress(cfg, named.num_rows, plans, title="speaker profiles", stage=plans[0].name):
+            statistics.update(add_batches(_run(cfg, named, plans).iter_batches(batch_format="pyarrow",
+                                                                               batch_size=None)))
     return statistics
 
 
@@ -183,12 +196,14 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
             # Statistics cover every input, labelled before or not: a speaker's profile does not
             # depend on where an interrupted run stopped.
             statistics = collect_speaker_statistics(cfg, input_set.table)
-            plan = build_label_plan(cfg, table, output_uri, run_id, progress.partial_segment_ids, statistics)
-            for batch in plan.iter_batches(batch_format="pyarrow", batch_size=None):
-                rows += sum(batch.column("rows").to_pylist())
-                ok += sum(batch.column("ok").to_pylist())
-                files += sum(1 for f in batch.column("file").to_pylist() if f)
-                seconds += sum(batch.column("audio_s").to_pylist())
+            plans = label_plan(cfg, output_uri, run_id, progress.partial_segment_ids, statistics)
+            with label_progress(cfg, table.num_rows, plans) as line:
+                for batch in _run(cfg, table, plans).iter_batches(batch_format="pyarrow", batch_size=None):
+                    rows += sum(batch.column("rows").to_pylist())
+                    ok += sum(batch.column("ok").to_pylist())
+                    files += sum(1 for f in batch.column("file").to_pylist() if f)
+                    seconds += sum(batch.column("audio_s").to_pylist())
+                    line.written(rows, rows - ok, seconds)
     return LabelSummary(
         run_id=run_id, output=output_uri, inputs=input_set.table.num_rows,
         already_complete=input_set.table.num_rows - table.num_rows,

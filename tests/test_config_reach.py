@@ -116,7 +116,7 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
     from ray_ser.io.audio import to_bytes
     from ray_ser.io.storage import filesystem_for
     from ray_ser.pipeline import collect_speaker_statistics, configure_data_context, job_inputs, label_plan, \
-        stage_arguments
+        label_progress, stage_arguments
     from ray_ser.runtime import init_arguments
     from ray_ser.serve.app import EmotionEndpoint, deployment_options, http_options
     from ray_ser.serve.llm_app import llm_config_arguments
@@ -175,6 +175,7 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
         for plan in plans:
             stage_arguments(plan)
         configure_data_context(trained)
+        label_progress(trained, inputs.num_rows, plans)  # built, not started: no Ray here
         init_arguments(trained.ray)
         decoded = DecodeStage(trained.storage, trained.decode)(inputs)
         speakers = SpeakerStatisticsStage(("speech", "prosody"), trained)

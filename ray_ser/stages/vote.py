@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ray_ser.metrics import StageMetrics, error_kinds, record_vote
 from ray_ser.schema import STATUS_ERROR, STATUS_OK
 from ray_ser.stages.base import StagePlan, require_columns
 from ray_ser.vote import BranchVote, majority_vote
@@ -39,6 +40,8 @@ def vote_batch(batch: pa.Table, *, branches: tuple[str, ...], weights: dict[str,
     import pyarrow as pa
 
     require_columns("vote", batch, _requires(branches))
+    metrics = StageMetrics("vote")
+    metrics.start()
     columns = {b: (batch.column(f"{b}_label").to_pylist(), batch.column(f"{b}_probs").to_pylist())
                for b in branches}
     status = batch.column("status").to_pylist()
@@ -61,6 +64,9 @@ def vote_batch(batch: pa.Table, *, branches: tuple[str, ...], weights: dict[str,
             errors[i] = errors[i] or warnings[i] or "vote: no branch produced a label"
     for name, values in (("status", status), ("error", errors), ("warnings", warnings)):
         batch = batch.set_column(batch.schema.get_field_index(name), name, pa.array(values, pa.string()))
+    durations = batch.column("duration").to_pylist() if "duration" in batch.column_names else []
+    metrics.finish(status, sum(d for d in durations if d), error_kinds(status, batch))
+    record_vote(labels, agreement)
     return (batch.append_column("label", pa.array(labels, pa.string()))
             .append_column("confidence", pa.array(confidence, pa.float32()))
             .append_column("agreement", pa.array(agreement, pa.float32())))
