@@ -149,7 +149,8 @@ def test_rayjob_is_valid_against_the_rayjob_crd_when_one_is_at_hand():
                     "(ray-operator/config/crd/bases), or run `kubectl apply --dry-run=server -f` against a cluster")
     crd = yaml.safe_load(Path(crd_path).read_text())
     manifest = yaml.safe_load(RAYJOB.read_text())
-    version = next(v for v in crd["spec"]["versions"] if f"{crd['spec']['group']}/{v['name']}" == manifest["apiVersion"])
+    group = crd["spec"]["group"]
+    version = next(v for v in crd["spec"]["versions"] if f"{group}/{v['name']}" == manifest["apiVersion"])
     jsonschema.validate(manifest, _strict(version["schema"]["openAPIV3Schema"]))
 
 
@@ -175,7 +176,8 @@ def test_rayjob_runs_the_same_job_as_cluster_yaml():
     for name in ("gpu-label", "gpu-label-tp"):
         [container] = groups[name]["template"]["spec"]["containers"]
         assert int(container["resources"]["limits"]["nvidia.com/gpu"]) >= 1
-    images = {c["image"] for g in [cluster["headGroupSpec"], *groups.values()] for c in g["template"]["spec"]["containers"]}
+    images = {c["image"] for g in [cluster["headGroupSpec"], *groups.values()]
+              for c in g["template"]["spec"]["containers"]}
     assert len(images) == 1
 
 
