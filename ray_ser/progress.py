@@ -46,14 +46,20 @@ class _Board:
     def snapshot(self, epochs_seen: int = 0) -> tuple[dict[str, list[float]], list[dict]]:
         return self.stages, self.epochs[epochs_seen:]
 
+    def epoch_count(self) -> int:
+        return len(self.epochs)
 
-def _board_name() -> str:
+
+def _board_key() -> tuple[str, str]:
+    """(cluster, board name): one board per job, for the job's whole life."""
     import ray
 
-    return _BOARD_PREFIX + ray.get_runtime_context().get_job_id()
+    context = ray.get_runtime_context()
+    return context.gcs_address, _BOARD_PREFIX + context.get_job_id()
 
 
-_lookups: dict[str, tuple[Any, float]] = {}  # board name -> (handle or None, when looked up)
+_lookups: dict[tuple[str, str], tuple[Any, float]] = {}  # board key -> (handle or None, when looked up)
+_started: dict[tuple[str, str], Any] = {}  # the driver's own handle: the board lives as long as the job
 
 
 def _board() -> Any:
@@ -62,14 +68,14 @@ def _board() -> Any:
 
     if not ray.is_initialized():
         return None
-    name = _board_name()
-    handle, when = _lookups.get(name, (None, float("-inf")))
+    key = _board_key()
+    handle, when = _lookups.get(key, (None, float("-inf")))
     if handle is None and time.monotonic() - when > _LOOKUP_RETRY_S:
         try:
-            handle = ray.get_actor(name)
+            handle = ray.get_actor(key[1])
         except ValueError:
             handle = None
-        _lookups[name] = (handle, time.monotonic())
+        _lookups[key] = (handle, time.monotonic())
     return handle
 
 
@@ -95,10 +101,14 @@ def report_epoch(branch: str, metrics: dict, epochs: int) -> None:
 
 
 def _start_board() -> Any:
+    """The job's board, started once; workers keep the handle they looked up, so it is never replaced."""
     import ray
 
-    actor = ray.remote(num_cpus=0, max_concurrency=1)(_Board)
-    return actor.options(name=_board_name(), get_if_exists=True).remote()
+    key = _board_key()
+    if key not in _started:
+        actor = ray.remote(num_cpus=0, max_concurrency=1)(_Board)
+        _started[key] = actor.options(name=key[1], get_if_exists=True).remote()
+    return _started[key]
 
 
 def _duration(seconds: float) -> str:
@@ -233,6 +243,11 @@ class TrainProgress(_Poller):
         super().__init__(enabled, stream)
         self.width = max((len(b) for b in branches), default=8)
         self._seen = 0
+
+    def _prepare(self) -> None:
+        import ray
+
+        self._seen = ray.get(self.board.epoch_count.remote())  # earlier runs of this job are not news
 
     def _poll(self, final: bool) -> None:
         snapshot = self._snapshot(self._seen)
