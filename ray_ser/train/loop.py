@@ -255,8 +255,10 @@ def adapt_branch(cfg: LabelConfig, name: str, output_uri: str) -> TrainResult:
     """`ray-ser adapt`: a quick LoRA run of a trained speech_llm branch on its few_shot examples."""
     from ray_ser.runtime import ray_session
 
+    from ray_ser.progress import TrainProgress
+
     train, shots = adaptation(cfg, name)
-    with ray_session(cfg.ray):
+    with ray_session(cfg.ray), TrainProgress([name], enabled=cfg.ray.progress_bars):
         return fit_branch(cfg, name, shots.manifest, output_uri, shots={"k": shots.k, "seed": shots.seed},
                           train=train)
 
