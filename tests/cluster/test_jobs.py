@@ -51,6 +51,7 @@ def test_train_job_submitted_with_the_cli_prints_one_line_per_epoch(train_job):
     assert train_job["status"] == "SUCCEEDED", logs[-4000:]
     epochs = re.findall(r"train prosody\s+epoch (\d)/2  loss \d+\.\d{3}  val macro-F1 \d\.\d{3}  UAR \d\.\d{3}", logs)
     assert epochs == ["1", "2"], logs[-3000:]
+    assert re.search(r"branch prosody: 2 epochs in \d+ s; best epoch \d", logs), logs[-3000:]
     assert "TrainingReport(" not in logs and "PlacementGroupCleaner" not in logs
     checkpoint = re.search(r"--set branches\.prosody\.checkpoint=(\S+)", logs).group(1)
     assert (Path(checkpoint) / "branch.json").exists()
