@@ -231,7 +231,7 @@ class LabelProgress(_Poller):
         if self.interactive:
             self.stream.write("\r" + line.ljust(100) + ("\n" if final else ""))
             self.stream.flush()
-        elif final or now - self._printed_at >= self.log_interval_s:
+        elif final or (now - self._printed_at >= self.log_interval_s and rows < self.total):
             print(line, file=self.stream, flush=True)
             self._printed_at = now
 

@@ -30,8 +30,8 @@ def test_stages_in_ray_workers_feed_the_drivers_progress_line(ray_cluster):
     from ray_ser.metrics import StageMetrics
 
     @ray.remote(num_cpus=0)
-    def batch(statuses: list[str], seconds: float) -> None:  # what a stage's actor does per batch
-        metrics = StageMetrics("vote")
+    def batch(statuses: list[str], seconds: float, stage: str = "vote") -> None:  # a stage's work per batch
+        metrics = StageMetrics(stage)
         metrics.start()
         metrics.finish(statuses, seconds)
 
@@ -39,11 +39,12 @@ def test_stages_in_ray_workers_feed_the_drivers_progress_line(ray_cluster):
     with LabelProgress(total=5, stage="vote", stream=out, log_interval_s=0) as line:
         line.poll_s = 0.1
         ray.get([batch.remote(["ok", "ok", "error"], 7.5), batch.remote(["ok"], 2.5)])
-        ray.get(batch.options(num_cpus=0).remote(["ok"], 0.0))  # another stage's counts are not these
-        _wait_for(lambda: "4/5 rows" in out.getvalue() or "5/5 rows" in out.getvalue())
-        line.written(5, 1, 10.0)
+        ray.get(batch.remote(["ok", "ok"], 1.0, "asr"))  # an earlier stage's rows are not done rows
+        _wait_for(lambda: "4/5 rows" in out.getvalue())
+        line.written(5, 1, 10.0)  # the sink's exact totals, which the last line shows
     lines = out.getvalue().strip().splitlines()
-    assert any(" 4/5 rows (80%)" in l or " 5/5 rows" in l for l in lines[:-1]), lines
+    assert any(l.startswith("labeling  4/5 rows (80%)") and " 1 error " in l for l in lines[:-1]), lines
+    assert not any("6/5" in l for l in lines), lines
     assert lines[-1].startswith("labeling  5/5 rows (100%)") and " 1 error  done in" in lines[-1]
 
 
