@@ -166,7 +166,7 @@ def head(s3_endpoint) -> Head:
         # group is left (workers), by the group this fixture created.
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 
 
 def test_the_jobs_api_answers_only_with_the_clusters_token(head):
@@ -19,7 +18,6 @@ def test_the_jobs_api_answers_only_with_the_clusters_token(head):
     assert head.http("/api/jobs/", "not-the-token")[0] in (401, 403)
 
 
-@pytest.mark.slow
 def test_label_job_submitted_with_the_cli_writes_every_row_once(label_job, head, corpus_rows, s3_endpoint):
     from ray_ser.config import StorageConfig
     from ray_ser.io.sink import read_output
@@ -45,7 +43,6 @@ def test_label_job_submitted_with_the_cli_writes_every_row_once(label_job, head,
     assert "Running Dataset" not in logs and "Execution plan" not in logs, logs[-3000:]
 
 
-@pytest.mark.slow
 def test_train_job_submitted_with_the_cli_prints_one_line_per_epoch(train_job):
     logs = train_job["logs"]
     assert train_job["status"] == "SUCCEEDED", logs[-4000:]

@@ -81,7 +81,6 @@ def _matches(labels: dict[str, str], matchers: dict[str, tuple[str, str]]) -> bo
     return True
 
 
-@pytest.mark.slow
 def test_every_series_a_panel_queries_is_exported(head, label_job, train_job, serve_requests):
     assert label_job["status"] == "SUCCEEDED" and train_job["status"] == "SUCCEEDED"
     assert serve_requests == (200, 400)
