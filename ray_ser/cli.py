@@ -84,7 +84,7 @@ def _serve_llm(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ray_ser.demo import DemoSizes, run_demo
+    from ray_ser.demo.run import DemoSizes, run_demo
 
     sizes = DemoSizes(train=args.n_train, heldout=args.n_heldout, seen=args.n_seen)
     result = run_demo(args.workdir, sizes, seed=args.seed, profile=args.config, overrides=tuple(args.set))

@@ -131,7 +131,9 @@ class RayConfig(Frozen):
     )
     num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local cluster (None: all cores).")
     temp_dir: str | None = Field(None, description="Ray's _temp_dir for a local cluster.")
-    progress_bars: bool = Field(True, description="Ray Data progress output on the driver.")
+    progress_bars: bool = Field(True, description="The driver's own progress output: one line for labeling (rows, "
+                                "rows/s, audio hours per hour, errors, ETA) and one per training epoch and branch. "
+                                "Ray Data's per-operator progress always goes to Ray's log files.")
 
 
 class ColumnsConfig(Frozen):

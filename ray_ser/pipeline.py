@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from ray_ser.stages.base import StagePlan
     from ray_ser.stages.speaker import SpeakerProfiles
 
-__all__ = ["LabelSummary", "collect_speaker_statistics", "label_plan", "build_label_plan", "stage_arguments",
-           "apply_stage",
+__all__ = ["LabelSummary", "collect_speaker_statistics", "label_plan", "stage_arguments",
+           "apply_stage", "label_progress",
            "run_label_job", "new_run_id"]
 
 
@@ -88,10 +88,21 @@ def _to_blocks(table: pa.Table, batch_size: int) -> list[pa.Table]:
 
 
 def configure_data_context(cfg: LabelConfig) -> None:
-    """Ray Data's driver-side settings from the profile."""
-    import ray.data
+    """Ray Data's driver-side settings: its per-operator progress goes to its log files only (the
+    driver prints one line of its own, ``label_progress``)."""
+    from ray_ser.progress import quiet_ray_console
 
-    ray.data.DataContext.get_current().enable_progress_bars = cfg.ray.progress_bars
+    quiet_ray_console()
+
+
+def label_progress(cfg: LabelConfig, total: int, plans: list[StagePlan], title: str = "labeling",
+                   stage: str | None = None):
+    """The driver's progress line over a plan: rows done by ``stage`` (default: the last stage before
+    the sink) of ``total``; silent when ``ray.progress_bars`` is off."""
+    from ray_ser.progress import LabelProgress
+
+    watched = stage or (plans[-2] if len(plans) > 1 else plans[-1]).name
+    return LabelProgress(total, watched.replace(" ", "_"), enabled=cfg.ray.progress_bars, title=title)
 
 
 def _run(cfg: LabelConfig, inputs: pa.Table, plans: list[StagePlan]) -> ray.data.Dataset:
@@ -124,8 +135,10 @@ def collect_speaker_statistics(cfg: LabelConfig, inputs: pa.Table) -> SpeakerPro
     rows = inputs.filter(readable if estimate else pc.and_(pc.is_valid(inputs.column("speaker")), readable))
     profiles = SpeakerProfiles({name: {} for name in branches})
     if rows.num_rows:
-        ds = _run(cfg, rows, [DecodeStage.plan(cfg), SpeakerStatisticsStage.plan(branches, cfg)])
-        found = add_batches(ds.iter_batches(batch_format="pyarrow", batch_size=None), cfg.speakers)
+        plans = [DecodeStage.plan(cfg), SpeakerStatisticsStage.plan(branches, cfg)]
+        with label_progress(cfg, rows.num_rows, plans, title="speaker profiles", stage=plans[0].name):
+            found = add_batches(_run(cfg, rows, plans).iter_batches(batch_format="pyarrow", batch_size=None),
+                                cfg.speakers)
         profiles.statistics.update(found.statistics)
         profiles.clusters = found.clusters
     return profiles
@@ -155,16 +168,6 @@ def label_plan(cfg: LabelConfig, output_uri: str, run_id: str, skip_ids: frozens
         plans.append(vote.plan(cfg))
     plans.append(sink.plan(cfg, output_uri, run_id))
     return plans
-
-
-def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id: str,
-                     skip_ids: frozenset[str] = frozenset(),
-                     speakers: SpeakerProfiles | None = None) -> ray.data.Dataset:
-    """The lazy Ray Data plan; iterating it writes Parquet and yields one summary row per file.
-
-    speakers (the speaker pass's statistics and voice groups) feeds speaker-normalised branches.
-    """
-    return _run(cfg, inputs, label_plan(cfg, output_uri, run_id, skip_ids, speakers))
 
 
 def job_inputs(cfg: LabelConfig, input_uri: str):
@@ -200,12 +203,14 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
             # Statistics cover every input, labelled before or not: a speaker's profile does not
             # depend on where an interrupted run stopped.
             speakers = collect_speaker_statistics(cfg, input_set.table)
-            plan = build_label_plan(cfg, table, output_uri, run_id, progress.partial_segment_ids, speakers)
-            for batch in plan.iter_batches(batch_format="pyarrow", batch_size=None):
-                rows += sum(batch.column("rows").to_pylist())
-                ok += sum(batch.column("ok").to_pylist())
-                files += sum(1 for f in batch.column("file").to_pylist() if f)
-                seconds += sum(batch.column("audio_s").to_pylist())
+            plans = label_plan(cfg, output_uri, run_id, progress.partial_segment_ids, speakers)
+            with label_progress(cfg, table.num_rows, plans) as line:
+                for batch in _run(cfg, table, plans).iter_batches(batch_format="pyarrow", batch_size=None):
+                    rows += sum(batch.column("rows").to_pylist())
+                    ok += sum(batch.column("ok").to_pylist())
+                    files += sum(1 for f in batch.column("file").to_pylist() if f)
+                    seconds += sum(batch.column("audio_s").to_pylist())
+                    line.written(rows, rows - ok, seconds)
     return LabelSummary(
         run_id=run_id, output=output_uri, inputs=input_set.table.num_rows,
         already_complete=input_set.table.num_rows - table.num_rows,

@@ -118,7 +118,7 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
     from ray_ser.io.audio import to_bytes
     from ray_ser.io.storage import filesystem_for
     from ray_ser.pipeline import collect_speaker_statistics, configure_data_context, job_inputs, label_plan, \
-        stage_arguments
+        label_progress, stage_arguments
     from ray_ser.runtime import init_arguments
     from ray_ser.serve.app import build_app, build_probe_app, deployment_options, http_options, ingress_plan, \
         probe_route
@@ -192,6 +192,7 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
         inputs = job_inputs(trained, str(corpus)).table.slice(0, 4)
         normalised = ("speech", "prosody", "probe")
         configure_data_context(trained)
+        label_progress(trained, inputs.num_rows, plans)  # built, not started: no Ray here
         init_arguments(trained.ray)
         decoded = DecodeStage(trained.storage, trained.decode)(inputs)
         # The second clip names no speaker: the speaker pass groups it by voice.

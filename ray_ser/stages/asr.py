@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from ray_ser.core.errors import predict_isolating_failures
 from ray_ser.io.audio import TARGET_SAMPLE_RATE, from_bytes
-from ray_ser.metrics import StageMetrics
+from ray_ser.metrics import StageMetrics, error_kinds
 from ray_ser.schema import STATUS_ERROR, STATUS_OK
 from ray_ser.stages.base import Stage, StagePlan
 
@@ -65,7 +65,8 @@ class AsrStage(Stage):
             transcript, states[i] = result
             text[i], lang[i] = transcript.text, transcript.language
             logprob[i], no_speech[i] = transcript.avg_logprob, transcript.no_speech_prob
-        self.metrics.finish(status, sum(from_bytes(audio[i]).size for i in todo) / TARGET_SAMPLE_RATE)
+        self.metrics.finish(status, sum(from_bytes(audio[i]).size for i in todo) / TARGET_SAMPLE_RATE,
+                            error_kinds(status, batch))
         batch = batch.set_column(batch.schema.get_field_index("status"), "status", pa.array(status, pa.string()))
         batch = batch.set_column(batch.schema.get_field_index("error"), "error", pa.array(errors, pa.string()))
         batch = (batch.append_column("transcript", pa.array(text, pa.string()))

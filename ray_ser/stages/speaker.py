@@ -43,7 +43,7 @@ class SpeakerStatisticsStage(Stage):
     requires = ("utterance_id", "speaker", "audio")
     adds = ("branch", "statistics")  # the output rows (branch, speaker, statistics) replace the batch's
 
-    def __init__(self, branches: tuple[str, ...], cfg: LabelConfig, estimate: bool = False) -> None:
+    def __init__(self, branches: tuple[str, ...], cfg: LabelConfig) -> None:
         from ray_ser.core.branch import load_predictor
 
         self.profiles = {}
@@ -53,7 +53,7 @@ class SpeakerStatisticsStage(Stage):
                 raise ValueError(f"branch {name!r} is not speaker-normalised; it needs no speaker statistics")
             self.profiles[name] = profiles
         self.voices = None
-        if estimate:
+        if cfg.speakers.estimate:
             from ray_ser.models.features.speaker_embedding import VoiceEncoder
 
             self.voices = VoiceEncoder()
@@ -61,8 +61,8 @@ class SpeakerStatisticsStage(Stage):
 
     @classmethod
     def plan(cls, branches: tuple[str, ...], cfg: LabelConfig) -> StagePlan:
-        return StagePlan(cls.name, cls, {"branches": branches, "cfg": cfg, "estimate": cfg.speakers.estimate},
-                         cls.requires, cls.adds, cfg.speakers.resources)
+        return StagePlan(cls.name, cls, {"branches": branches, "cfg": cfg}, cls.requires, cls.adds,
+                         cfg.speakers.resources)
 
     def process(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ray_ser.core.decision import decide
 from ray_ser.labels import EMOTIONS
+from ray_ser.metrics import StageMetrics, error_kinds, record_vote
 from ray_ser.schema import STATUS_ERROR, STATUS_OK
 from ray_ser.stages.base import StagePlan, require_columns
 
@@ -49,6 +50,8 @@ def vote_batch(batch: pa.Table, *, branches: tuple[str, ...], weights: dict[str,
     import pyarrow as pa
 
     require_columns("vote", batch, _requires(branches))
+    metrics = StageMetrics("vote")
+    metrics.start()
     columns = {b: (batch.column(f"{b}_label").to_pylist(), batch.column(f"{b}_probs").to_pylist())
                for b in branches}
     status = batch.column("status").to_pylist()
@@ -69,6 +72,9 @@ def vote_batch(batch: pa.Table, *, branches: tuple[str, ...], weights: dict[str,
             errors[i] = errors[i] or warnings[i] or "vote: no branch produced a label"
     for name, values in (("status", status), ("error", errors), ("warnings", warnings)):
         batch = batch.set_column(batch.schema.get_field_index(name), name, pa.array(values, pa.string()))
+    durations = batch.column("duration").to_pylist() if "duration" in batch.column_names else []
+    metrics.finish(status, sum(d for d in durations if d), error_kinds(status, batch))
+    record_vote(out["label"], out["agreement"])
     types = {"label": pa.string(), "vote_label": pa.string(), "probs": pa.list_(pa.float32())}
     for name in ADDS:
         batch = batch.append_column(name, pa.array(out[name], types.get(name, pa.float32())))

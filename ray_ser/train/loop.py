@@ -40,6 +40,8 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train.torch
 
     from ray_ser.config import LabelConfig
+    from ray_ser.metrics import record_epoch
+    from ray_ser.progress import report_epoch
     from ray_ser.train.run import WorkerContext, run_training
 
     cfg = LabelConfig.model_validate(config["profile"])
@@ -48,6 +50,9 @@ def train_loop_per_worker(config: dict) -> None:
     ctx = ray.train.get_context()
 
     def report(metrics: dict, save) -> None:
+        if ctx.get_world_rank() == 0:  # every rank holds the same gathered figures: one reports them
+            record_epoch(config["branch"], metrics)
+            report_epoch(config["branch"], metrics, train.epochs)
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if save is not None:
@@ -140,6 +145,8 @@ def fit_branches(cfg: LabelConfig, names: list[str], manifest: str, output_uri: 
 
     import ray
 
+    from ray_ser.progress import TrainProgress
+
     branches = {name: cfg.branch(name) for name in names}
     untrainable = [name for name, branch in branches.items() if branch.train is None]
     if untrainable:
@@ -157,22 +164,23 @@ def fit_branches(cfg: LabelConfig, names: list[str], manifest: str, output_uri: 
         except BaseException as exc:  # reported to the driver thread, which raises it
             finished.put((name, None, exc))
 
-    while pending or running:
-        for name, need in list(pending):
-            if all(need[k] <= free[k] + 1e-9 for k in need) or not running:
-                pending.remove((name, need))
-                for k in need:
-                    free[k] -= need[k]
-                running[name] = need
-                # Daemon threads: a failure must not wait for the other trainers to finish.
-                threading.Thread(target=fit, args=(name,), name=f"fit-{name}", daemon=True).start()
-        name, result, error = finished.get()
-        for k, amount in running.pop(name).items():
-            free[k] += amount
-        if error is not None:
-            raise BranchTrainingError(f"branch {name!r} failed to train: {type(error).__name__}: {error}") \
-                from error
-        results[name] = result
+    with TrainProgress(names, enabled=cfg.ray.progress_bars):  # one line per epoch per branch
+        while pending or running:
+            for name, need in list(pending):
+                if all(need[k] <= free[k] + 1e-9 for k in need) or not running:
+                    pending.remove((name, need))
+                    for k in need:
+                        free[k] -= need[k]
+                    running[name] = need
+                    # Daemon threads: a failure must not wait for the other trainers to finish.
+                    threading.Thread(target=fit, args=(name,), name=f"fit-{name}", daemon=True).start()
+            name, result, error = finished.get()
+            for k, amount in running.pop(name).items():
+                free[k] += amount
+            if error is not None:
+                raise BranchTrainingError(f"branch {name!r} failed to train: {type(error).__name__}: {error}") \
+                    from error
+            results[name] = result
     return {name: results[name] for name in branches}
 
 
@@ -275,8 +283,10 @@ def adapt_branch(cfg: LabelConfig, name: str, output_uri: str) -> TrainResult:
     """`ray-ser adapt`: a quick LoRA run of a trained speech_llm branch on its few_shot examples."""
     from ray_ser.runtime import ray_session
 
+    from ray_ser.progress import TrainProgress
+
     train, shots = adaptation(cfg, name)
-    with ray_session(cfg.ray):
+    with ray_session(cfg.ray), TrainProgress([name], enabled=cfg.ray.progress_bars):
         return fit_branch(cfg, name, shots.manifest, output_uri, shots={"k": shots.k, "seed": shots.seed},
                           train=train)
 
@@ -295,10 +305,11 @@ def format_fusion(fusion: FusionResult) -> str:
 
 
 def format_train_result(result: TrainResult) -> str:
-    lines = [f"branch {result.branch}: {len(result.history)} epochs in {result.wall_seconds:.0f} s"]
-    for h in result.history:
-        lines.append(f"  epoch {h['epoch']}: loss {h['train_loss']:.3f}  val macro-F1 {h['val_macro_f1']:.3f}  "
-                     f"UAR {h['val_uar']:.3f}  acc {h['val_accuracy']:.3f}")
-    lines.append(f"best (epoch {result.best['epoch']}): {result.checkpoint}")
-    lines.append(f"use it with: --set branches.{result.branch}.checkpoint={result.checkpoint}")
-    return "\n".join(lines)
+    """The run's outcome; its epochs were printed as they finished (ray_ser/progress.py)."""
+    best = result.best
+    return "\n".join([
+        f"branch {result.branch}: {len(result.history)} epochs in {result.wall_seconds:.0f} s; best epoch "
+        f"{best['epoch'] + 1}: loss {best['train_loss']:.3f}  val macro-F1 {best['val_macro_f1']:.3f}  "
+        f"UAR {best['val_uar']:.3f}  acc {best['val_accuracy']:.3f}",
+        f"  checkpoint: {result.checkpoint}",
+        f"  use it with: --set branches.{result.branch}.checkpoint={result.checkpoint}"])
