@@ -32,9 +32,15 @@ def _statistics(model, clips):
 def test_functionals_have_one_length_and_stay_finite(corpus_clips):
     clips = [audio for audio, _ in corpus_clips[:3]]
     odd = [np.zeros(0, dtype=np.float32), np.zeros(16000, dtype=np.float32), np.ones(7, dtype=np.float32)]
-    values = ProsodyEmotionModel.functionals(clips + odd)
+    model = ProsodyEmotionModel(ProsodyTrain())
+    values = model.functionals(clips + odd)
     assert values.shape == (6, FUNCTIONAL_DIMS) and np.isfinite(values).all()
-    assert ProsodyEmotionModel.functionals([]).shape == (0, FUNCTIONAL_DIMS)
+    assert model.functionals([]).shape == (0, FUNCTIONAL_DIMS)
+    # openSMILE's eGeMAPSv02: the standard 88, finite on odd clips too.
+    egemaps = ProsodyEmotionModel(ProsodyTrain(features="egemaps", speaker_normalization=True))
+    values = egemaps.functionals(clips + odd[1:])
+    assert values.shape == (5, 88) and np.isfinite(values).all()
+    assert egemaps.clip_inputs(clips)[0].shape == (176,)  # moved and raw
 
 
 def test_a_speakers_loudness_stops_mattering_in_the_moved_half(corpus_clips):
