@@ -40,7 +40,7 @@ from ray_ser.models.base import Transcript
 if TYPE_CHECKING:
     from ray_ser.config import AsrConfig
 
-__all__ = ["WhisperCT2", "resolve_whisper_model", "compression_ratio"]
+__all__ = ["WhisperCT2", "resolve_whisper_model", "compression_ratio", "pool_states"]
 
 _SAMPLE_RATE = 16_000
 _WINDOW_SAMPLES = 30 * _SAMPLE_RATE
@@ -52,6 +52,16 @@ _FRAMES_PER_SECOND = 100
 _MARGIN_FRAMES = 2 * _FRAMES_PER_SECOND
 # Tokens any clip may use whatever its length: a 0.5 s "Okay." still needs its punctuation.
 _MIN_TOKEN_BUDGET = 10
+
+
+def pool_states(states: np.ndarray, mel_frames: Sequence[int]) -> np.ndarray:
+    """[n, 2 * d]: mean and standard deviation of each clip's encoder states over its own frames
+    (the encoder's second convolution halves the mel frame rate; the window's padding is left out)."""
+    out = np.zeros((len(states), 2 * states.shape[-1]), np.float32)
+    for i, frames in enumerate(mel_frames):
+        own = states[i, : max(1, min(states.shape[1], -(-int(frames) // 2)))]
+        out[i] = np.concatenate([own.mean(axis=0), own.std(axis=0)])
+    return out
 
 
 def resolve_whisper_model(name: str, cache_dir: str | Path) -> str:
@@ -104,6 +114,7 @@ class WhisperCT2:
         self._hf_tokenizer = tokenizers.Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
         self._tokenizer_cls = Tokenizer
         self._tokenizers: dict[str, Tokenizer] = {}
+        self._d_model: int | None = None
 
     @classmethod
     def load(cls, options: AsrConfig, cache_dir: str | Path) -> WhisperCT2:
@@ -132,20 +143,53 @@ class WhisperCT2:
         return min(self.options.max_new_tokens, budget)
 
     def predict_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
-        """Clips that share a window are encoded and decoded together. A clip's window depends on
-        the clip alone, so its first decode does not depend on what it was batched with."""
+        return self.transcribe(audios)[0]
+
+    def _windows(self, audios: Sequence[np.ndarray]):
+        """(clip indices, [n, mels, window] batch, each clip's own frame count, each clip's seconds)
+        per window length.
+
+        A clip's window depends on the clip alone, and CTranslate2's encoder treats each row of a
+        batch on its own (bit for bit), so neither a clip's first decode nor its encoder states
+        depend on what it was batched with."""
         mels = [self._mel(a) for a in audios]
         seconds = [min(np.asarray(a).size, _WINDOW_SAMPLES) / _SAMPLE_RATE for a in audios]
         windows = [self._window_frames(m.shape[-1]) for m in mels]
-        out: list[Transcript] = [None] * len(mels)  # type: ignore[list-item]
         for window in sorted(set(windows)):
             chosen = [i for i, w in enumerate(windows) if w == window]
             batch = np.stack([np.pad(mels[i], ((0, 0), (0, max(0, window - mels[i].shape[-1]))))[:, :window]
                               for i in chosen])
+            yield (chosen, np.ascontiguousarray(batch, dtype=np.float32), [mels[i].shape[-1] for i in chosen],
+                   [seconds[i] for i in chosen])
+
+    def transcribe(self, audios: Sequence[np.ndarray],
+                   pooled_states: bool = False) -> tuple[list[Transcript], np.ndarray | None]:
+        """Transcripts; with pooled_states, also each clip's encoder states pooled over its own frames
+        (``pool_states``), from the same encoder pass that the decoding (and its fallbacks) reads."""
+        out: list[Transcript] = [None] * len(audios)  # type: ignore[list-item]
+        pooled = np.zeros((len(audios), 2 * self.d_model), np.float32) if pooled_states else None
+        for chosen, batch, frames, seconds in self._windows(audios):
             encoded = self.encode(batch)
-            for i, transcript in zip(chosen, self._transcribe(encoded, [seconds[i] for i in chosen])):
+            if pooled is not None:
+                pooled[chosen] = pool_states(_host(encoded, self._ct2), frames)
+            for i, transcript in zip(chosen, self._transcribe(encoded, seconds)):
                 out[i] = transcript
-        return out
+        return out, pooled
+
+    def encode_pooled(self, audios: Sequence[np.ndarray]) -> np.ndarray:
+        """[n, 2 * d_model]: each clip's last-layer encoder states pooled over its own frames, no decoding."""
+        pooled = np.zeros((len(audios), 2 * self.d_model), np.float32)
+        for chosen, batch, frames, _ in self._windows(audios):
+            pooled[chosen] = pool_states(_host(self.encode(batch), self._ct2), frames)
+        return pooled
+
+    @property
+    def d_model(self) -> int:
+        """Width of the encoder's states (512 for Whisper base)."""
+        if self._d_model is None:
+            probe = np.zeros((1, self.model.n_mels, 2 * _FRAMES_PER_SECOND), np.float32)
+            self._d_model = int(_host(self.encode(probe), self._ct2).shape[-1])
+        return self._d_model
 
     def encode(self, mels: np.ndarray) -> Any:
         """Whisper's encoder over a batch of log-mel windows (batch, n_mels, frames): a StorageView."""
@@ -236,11 +280,14 @@ def _max_length(prompt: int, budget: int) -> int:
     return min(_MODEL_MAX_LENGTH, max(2 * budget, prompt + budget))
 
 
+def _host(encoded: Any, ctranslate2: Any) -> np.ndarray:
+    """Encoder output as a host array (a copy off the GPU when the model runs there)."""
+    return np.asarray(encoded if encoded.device == "cpu" else encoded.to_device(ctranslate2.Device.cpu))
+
+
 def _rows(encoded: Any, rows: list[int], total: int, ctranslate2: Any) -> Any:
     """The encoder output of some clips of a batch (all of it when every clip is asked for)."""
     if len(rows) == total:
         return encoded
-    on_cpu = encoded.device == "cpu"
-    host = np.asarray(encoded if on_cpu else encoded.to_device(ctranslate2.Device.cpu))
-    picked = ctranslate2.StorageView.from_array(np.ascontiguousarray(host[rows]))
-    return picked if on_cpu else picked.to_device(ctranslate2.Device.cuda)
+    picked = ctranslate2.StorageView.from_array(np.ascontiguousarray(_host(encoded, ctranslate2)[rows]))
+    return picked if encoded.device == "cpu" else picked.to_device(ctranslate2.Device.cuda)
