@@ -67,66 +67,36 @@ def _actor_threads(num_cpus: float) -> int:
 
 
 def standalone(cfg, manifest: Path, work: Path) -> tuple[list[dict], dict]:
-    """Each stage alone, in order, each fed the previous stage's output."""
+    """Each stage of the job's own plan (``label_plan``) alone, in order, each fed the previous
+    stage's output: an actor stage built once (its load timed apart), a task stage called per batch."""
     import pyarrow as pa
 
-    from ray_ser.pipeline import job_inputs
-    from ray_ser.stages import sink, vote
-    from ray_ser.stages.asr import AsrStage
-    from ray_ser.stages.branch import BranchStage
-    from ray_ser.stages.decode import DecodeStage
+    from ray_ser.pipeline import job_inputs, label_plan
 
-    inputs = job_inputs(cfg, str(manifest)).table
-    rows, loads = [], {}
-
-    started = time.perf_counter()
-    decode = DecodeStage(cfg.storage, cfg.decode)
-    loads["decode"] = time.perf_counter() - started
-    row, out = _timed("decode", _batches(inputs, cfg.decode.resources.batch_size), decode,
-                      _actor_threads(cfg.decode.resources.num_cpus))
-    rows.append(row)
-    current = pa.concat_tables(out)
-
-    if cfg.asr.enabled:
-        started = time.perf_counter()
-        asr = AsrStage(cfg.asr, str(cfg.resolved_cache_dir()))
-        loads["asr"] = time.perf_counter() - started
-        row, out = _timed("asr", _batches(current, cfg.asr.resources.batch_size), asr)
-        rows.append(row)
-        current = pa.concat_tables(out)
-        del asr
-
-    for name, branch in cfg.branches.items():
-        started = time.perf_counter()
-        stage = BranchStage(name, cfg, None)
-        loads[f"branch {name}"] = time.perf_counter() - started
-        row, out = _timed(f"branch {name}", _batches(current, branch.resources.batch_size), stage,
-                          _actor_threads(branch.resources.num_cpus))
-        rows.append(row)
-        current = pa.concat_tables(out)
-        stage.teardown()
-        del stage
-
-    if cfg.branches:
-        voting = vote.plan(cfg)
-        row, out = _timed("vote", _batches(current, max(1, current.num_rows)),
-                          lambda b: vote_call(voting, b))
-        rows.append(row)
-        current = pa.concat_tables(out)
+    current = job_inputs(cfg, str(manifest)).table
     shutil.rmtree(work / "standalone-out", ignore_errors=True)
-    writing = sink.plan(cfg, str(work / "standalone-out"), "profile")
-    row, _ = _timed("sink", _batches(current, cfg.sink.rows_per_file), lambda b: writing.udf(b, **writing.kwargs))
-    rows.append(row)
+    rows, loads = [], {}
+    for plan in label_plan(cfg, str(work / "standalone-out"), "profile"):
+        if plan.is_actor:
+            started = time.perf_counter()
+            stage = plan.udf(**plan.kwargs)
+            loads[plan.name] = time.perf_counter() - started
+            call, size = stage, plan.resources.batch_size
+        else:
+            stage, size = None, plan.batch_size or max(1, current.num_rows)
+            call = (lambda p: lambda b: p.udf(b, **p.kwargs))(plan)
+        row, out = _timed(plan.name, _batches(current, size), call, _actor_threads(plan.resources.num_cpus))
+        rows.append(row)
+        current = pa.concat_tables(out) if out else current
+        if stage is not None and hasattr(stage, "teardown"):
+            stage.teardown()
+        del stage, call
     return rows, loads
-
-
-def vote_call(plan, batch):
-    return plan.udf(batch, **plan.kwargs)
 
 
 def whole_job(cfg, manifest: Path, output: Path) -> dict:
     """The job's plan on its own local Ray cluster, sampled; its parts timed by modification time."""
-    from ray_ser.pipeline import build_label_plan, collect_speaker_statistics, job_inputs, label_plan, new_run_id
+    from ray_ser.pipeline import _run, collect_speaker_statistics, job_inputs, label_plan, new_run_id
     from ray_ser.runtime import ray_session
 
     with ResourceSampler() as sampler:
@@ -134,14 +104,15 @@ def whole_job(cfg, manifest: Path, output: Path) -> dict:
         with ray_session(cfg.ray):
             ray_up = time.perf_counter() - started
             inputs = job_inputs(cfg, str(manifest)).table
-            statistics = collect_speaker_statistics(cfg, inputs)
-            plan = build_label_plan(cfg, inputs, str(output), new_run_id(), speaker_statistics=statistics)
+            speakers = collect_speaker_statistics(cfg, inputs)
+            plans = label_plan(cfg, str(output), new_run_id(), speakers=speakers)
+            plan = _run(cfg, inputs, plans)  # what run_label_job iterates, without its progress line
             rows = 0
             for batch in plan.iter_batches(batch_format="pyarrow", batch_size=None):
                 rows += sum(batch.column("rows").to_pylist())
             ready = pools_ready_s(cfg, started)
             stats = plan.stats()
-            names = [p.name for p in label_plan(cfg, str(output), "profile", speaker_statistics=statistics)]
+            names = [p.name for p in plans]
         wall = time.perf_counter() - started
     stamps = part_times(output, started)
     return {"rows": rows, "wall_s": wall, "ray_start_s": ray_up, "pools_ready_s": ready,
