@@ -98,3 +98,17 @@ def test_compression_ratio_sees_repetition():
     once = "Kids are talking by the door."
     assert compression_ratio(once) < 2.4 < compression_ratio(" ".join([once] * 8))
     assert compression_ratio("") == 0.0
+
+
+def test_the_shared_encoder_pass_decodes_under_the_guards(cache_dir, looping_clips):
+    """transcribe(..., pooled_states=True), the pass the encoder_probe branch reads, runs the encoder
+    once per window for both: its transcripts are the guarded ones and its states the probe's own."""
+    import numpy as np
+
+    model = _model(cache_dir)
+    audios = [audio for _, audio, _ in looping_clips[:3]]
+    transcripts, pooled = model.transcribe(audios, pooled_states=True)
+    assert [t.text for t in transcripts] == [t.text for t in model.predict_batch(audios)]
+    assert not [t.text for t, (_, _, ref) in zip(transcripts, looping_clips) if _loops(t.text, ref)]
+    assert pooled.shape == (3, 2 * model.d_model)
+    np.testing.assert_allclose(pooled, model.encode_pooled(audios), rtol=1e-5, atol=1e-5)
