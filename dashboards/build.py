@@ -62,9 +62,10 @@ ROWS = [
              "p50")]),
         ("Serve requests per second by HTTP status", "reqps", [
             (f"sum by (status_code) (rate(ray_serve_num_http_requests_total{{{APP}}}[5m]))", "{{status_code}}")]),
-        ("Serve replica processing latency p95", "ms", [
-            ('histogram_quantile(0.95, sum by (le) (rate(ray_serve_deployment_processing_latency_ms_bucket'
-             '{deployment="ray_ser"}[5m])))', "p95")]),
+        # The app composes an ingress, the ASR and a deployment per branch: one line each.
+        ("Serve processing latency p95 by deployment", "ms", [
+            (f"histogram_quantile(0.95, sum by (le, deployment) (rate(ray_serve_deployment_processing_latency_ms_bucket"
+             f"{{{APP}}}[5m])))", "{{deployment}}")]),
     ]),
 ]
 

@@ -268,8 +268,8 @@ class FusionConfig(Frozen):
         None, description="The fitted fusion (fusion.json; what `ray-ser train` prints). Labeling with a method "
         "other than none needs it.")
     holdout_speakers: float = Field(
-        0.2, gt=0, lt=1, description="`ray-ser train` with a fusion method: the share of speakers (hashed by id; "
-        "clips when a manifest names none) left out of every branch's training, labelled by the trained "
+        0.2, gt=0, lt=1, description="`ray-ser train` with a fusion method: the share of speakers (chosen by a hash "
+        "of their ids: at least one, never all; clips when a manifest names none) left out of every branch's training, labelled by the trained "
         "branches, and used to fit the fusion, so it learns how each branch does on voices it never heard.")
 
 

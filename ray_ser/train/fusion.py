@@ -30,6 +30,16 @@ def _bucket(key: str) -> float:
     return int(hashlib.md5(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
+def _held_out(keys: list[str], share: float) -> set[str] | None:
+    """The share of the keys (speakers, or clips) held out, chosen by hash: the same keys for the same
+    manifest on every run, at least one, and never all (a threshold on each key's hash alone would
+    hold out none of four speakers one run in three). None where there are fewer than two."""
+    if len(keys) < 2:
+        return None
+    count = min(len(keys) - 1, max(1, round(share * len(keys))))
+    return set(sorted(keys, key=_bucket)[:count])
+
+
 def split_for_fusion(cfg: LabelConfig, manifest: str, output_uri: str) -> tuple[str, str]:
     """(branch training manifest, held-out manifest), written beside the checkpoints: a
     fusion.holdout_speakers share of the speakers (of the clips, where a row names no speaker)."""
@@ -47,12 +57,12 @@ def split_for_fusion(cfg: LabelConfig, manifest: str, output_uri: str) -> tuple[
     speakers = (table.column(cfg.columns.speaker).to_pylist() if cfg.columns.speaker in table.column_names
                 else [None] * table.num_rows)
     ids = table.column("utterance_id").to_pylist()
-    held = [_bucket(f"speaker:{s}" if s else f"clip:{u}") < cfg.fusion.holdout_speakers
-            for s, u in zip(speakers, ids)]
-    if all(held) or not any(held):
-        raise ManifestError(f"{manifest}: holding out {cfg.fusion.holdout_speakers:.0%} of its speakers leaves "
-                            f"{'no training' if all(held) else 'no held-out'} clips for the fusion; add speakers "
-                            "or set fusion.holdout_speakers")
+    keys = [f"speaker:{s}" if s else f"clip:{u}" for s, u in zip(speakers, ids)]
+    chosen = _held_out(sorted(set(keys)), cfg.fusion.holdout_speakers)
+    if chosen is None:
+        raise ManifestError(f"{manifest}: the fusion needs speakers (or clips, where none is named) to train the "
+                            "branches on and others to hold out; this manifest has only one")
+    held = [key in chosen for key in keys]
     mask = pa.array(held)
     fs, root = filesystem_for(output_uri, cfg.storage)
     fs.create_dir(root, recursive=True)
