@@ -115,7 +115,7 @@ class FrozenEncoder:
 
         encoder, wanted = self._layers, self.settings.encoder.layers
         out = np.zeros((len(clips), *self.shape), np.float32)
-        for chosen, batch, frames in self._whisper._windows(clips):
+        for chosen, batch, frames, _ in self._whisper._windows(clips):
             x = torch.from_numpy(batch).to(self.device)
             x = torch.nn.functional.gelu(encoder.conv1(x))
             x = torch.nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
