@@ -97,10 +97,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ray_ser.evaluate import EvaluationError, evaluate_predictions, format_summary
 
     cfg = load_config(args.config, args.set)
+    label_map = list(args.map)
+    if args.profile_rules:  # the profile's mappings ('drop' rows stay out, counted as outside the taxonomy)
+        label_map += [f"{'' if corpus == '*' else corpus + ':'}{raw}={target}"
+                      for corpus, rule in cfg.labels.rules.items() for raw, target in rule.items() if target != "drop"]
     try:
         evaluation = evaluate_predictions(args.predictions, args.truth, args.out, storage=cfg.storage,
                                           label_column=args.label_column, corpus_column=args.corpus_column,
-                                          label_map=args.map, bins=args.bins)
+                                          label_map=label_map, classes=cfg.labels.classes, bins=args.bins)
     except EvaluationError as exc:
         print(f"ray-ser evaluate: {exc}", file=sys.stderr)
         return 2
@@ -170,8 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--map", action="append", default=[], metavar="[CORPUS:]LABEL=CLASS",
                           help="score a truth label outside the taxonomy as a class, e.g. calm=neutral or "
                           "ravdess:calm=neutral (repeatable); by default such rows are left out and counted")
+    evaluate.add_argument("--profile-rules", action="store_true",
+                          help="also apply the --config profile's labels.rules (what training mapped, e.g. "
+                          "ravdess calm -> neutral); the profile's labels.classes is always the taxonomy")
     evaluate.add_argument("--bins", type=int, default=10, help="confidence bins of the reliability curve and ECE")
-    evaluate.add_argument("--config", default="demo", help="profile whose storage section reaches s3:// URIs")
+    evaluate.add_argument("--config", default="demo", help="profile whose taxonomy (labels.classes) is scored and whose storage section "
+                          "reaches s3:// URIs")
     evaluate.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                           help="override one config field, e.g. storage.s3_endpoint_url=... (repeatable)")
     evaluate.set_defaults(func=_evaluate)

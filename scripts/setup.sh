@@ -25,7 +25,7 @@ if [ "$(cat .venv/.ray_ser_stamp 2>/dev/null)" != "$stamp" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check pip==25.3 setuptools==78.1.1 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q --no-deps -r scripts/requirements-cpu.lock 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import ray_ser, torch, ray, transformers, faster_whisper, vllm" \
+  .venv/bin/python -c "import ray_ser, torch, ray, transformers, faster_whisper, vllm, opensmile" \
     || { echo "setup: the environment does not import; see the errors above" >&2; exit 1; }
   echo "$stamp" > .venv/.ray_ser_stamp
 fi

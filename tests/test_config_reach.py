@@ -193,7 +193,6 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
         inputs = job_inputs(trained, str(corpus)).table.slice(0, 4)
         normalised = ("speech", "prosody", "probe")
         configure_data_context(trained)
-        label_progress(trained, inputs.num_rows, plans)  # built, not started: no Ray here
         init_arguments(trained.ray)
         decoded = DecodeStage(trained.storage, trained.decode)(inputs)
         # The second clip names no speaker: the speaker pass groups it by voice.
@@ -206,6 +205,7 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
         plans = label_plan(trained, str(tmp_path / "out"), "run", speakers=profiles)
         for plan in plans:
             stage_arguments(plan)
+        label_progress(trained, inputs.num_rows, plans)  # built, not started: no Ray here
         batch = plans[1].udf(anonymous, **plans[1].kwargs)  # the voice groups
         batch = AsrStage(trained.asr, str(cache), pooled_states=True)(batch)
         for plan in plans:

@@ -29,7 +29,9 @@ def test_stages_in_ray_workers_feed_the_drivers_progress_line(ray_cluster):
 
     from ray_ser.metrics import StageMetrics
 
-    @ray.remote(num_cpus=0)
+    # Fresh worker processes (their own runtime env): a worker that looked for the board while an
+    # earlier test's job ran without progress output remembers "no board" for a few seconds.
+    @ray.remote(num_cpus=0, runtime_env={"env_vars": {"RAY_SER_TEST_WORKERS": "progress"}})
     def batch(statuses: list[str], seconds: float, stage: str = "vote") -> None:  # a stage's work per batch
         metrics = StageMetrics(stage)
         metrics.start()
@@ -53,7 +55,7 @@ def test_training_workers_epochs_become_one_line_each(ray_cluster):
 
     from ray_ser.progress import report_epoch
 
-    @ray.remote(num_cpus=0)
+    @ray.remote(num_cpus=0, runtime_env={"env_vars": {"RAY_SER_TEST_WORKERS": "progress"}})  # as above
     def epoch(branch: str, n: int) -> None:  # what rank 0's report callback does (train/loop.py)
         report_epoch(branch, {"epoch": n, "train_loss": 1.0 / (n + 1), "val_macro_f1": 0.1 * n, "val_uar": 0.1 * n,
                               "val_accuracy": 0.0, "history": [{"epoch": 0}]}, epochs=2)

@@ -32,18 +32,17 @@ def output_row(input_id: str, label: str | None, branch_labels: dict[str, str | 
 
 def write_output(rows: list[dict], uri: str, storage: StorageConfig = StorageConfig(), part_rows: int = 4,
                  vote_columns: bool = False, final_probs: bool = False) -> None:
-    """rows as the job writes them: the output schema (plus the vote's own columns and the final
-    distribution when asked), several part files through the sink."""
+    """rows as the job writes them: the output schema (without the vote's own columns and the final
+    distribution unless asked, as older outputs were), several part files through the sink."""
     import pyarrow as pa
 
     from ray_ser.io.sink import write_part
     from ray_ser.schema import conform, output_schema
 
     schema = output_schema(BRANCHES)
-    if vote_columns:
-        schema = schema.append(pa.field("vote_label", pa.string())).append(pa.field("vote_confidence", pa.float32()))
-    if final_probs:
-        schema = schema.append(pa.field("probs", pa.list_(pa.float32())))
+    # Outputs written before the decision had no vote columns and no final distribution.
+    older = ([] if vote_columns else ["vote_label", "vote_confidence"]) + ([] if final_probs else ["probs"])
+    schema = pa.schema([field for field in schema if field.name not in older])
     table = conform(pa.Table.from_pylist(rows), schema)
     for start in range(0, table.num_rows, part_rows):
         write_part(table.slice(start, part_rows), uri, storage)

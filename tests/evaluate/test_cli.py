@@ -80,6 +80,22 @@ def test_map_option_scores_a_label_outside_the_taxonomy(tmp_path):
                      "--map", "ravdess:calm=neutral")
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "metrics.json").read_text())["counts"]["mapped"] == {"ravdess": {"calm->neutral": 1}}
+    done = _evaluate("--predictions", predictions, "--truth", str(manifest), "--out", str(out), "--profile-rules")
+    assert done.returncode == 0, done.stderr  # the profile's own rule: ravdess calm -> neutral
+    assert json.loads((out / "metrics.json").read_text())["counts"]["mapped"] == {"ravdess": {"calm->neutral": 1}}
+
+
+def test_the_profile_taxonomy_is_scored(tmp_path):
+    """A profile with its own classes: a truth label outside them is left out and counted."""
+    predictions, truth = _job(tmp_path)
+    manifest = write_manifest(tmp_path / "truth.csv", [("u00", "contempt", "ravdess"), *truth[1:]])
+    out = tmp_path / "eval"
+    done = _evaluate("--predictions", predictions, "--truth", str(manifest), "--out", str(out),
+                     "--set", "labels.classes=[neutral,happy,sad,angry,surprise]")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classes"] == ["neutral", "happy", "sad", "angry", "surprise"]
+    assert metrics["counts"]["out_of_taxonomy"] == {"ravdess": {"contempt": 1}}
 
 
 def test_bad_inputs_exit_2_with_a_reason_and_no_traceback(tmp_path, capsys):

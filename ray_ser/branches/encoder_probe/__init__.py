@@ -23,7 +23,8 @@ def _reuses_asr_encoder(manifest, asr) -> bool:
 
     settings = manifest.parse(EncoderProbeTrain)
     spec = settings.encoder
-    return (spec.backend == "ctranslate2" and asr.engine == "faster-whisper" and asr.model == settings.base_model
+    # ASR hands over only its last layer's pooled states; a probe of earlier blocks runs its own encoder.
+    return (not spec.layers and spec.backend == "ctranslate2" and asr.engine == "faster-whisper" and asr.model == settings.base_model
             and asr.compute_type == spec.compute_type and asr.pad_to_30s == spec.pad_to_30s)
 
 

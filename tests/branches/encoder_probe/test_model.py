@@ -68,3 +68,19 @@ def test_checkpoint_round_trip_speaker_profiles_and_shared_features(tmp_path, ca
     assert not np.allclose(moved, plain, atol=1e-3)  # each speaker's own spread, not the training clips'
     np.testing.assert_allclose(predictor.feature_sums(audios), znorm_statistics(features), rtol=1e-6)
     assert predictor.predict_batch([]).shape == (0, 8)
+
+
+@pytest.mark.parametrize("layers, shared", [((), True), ((1, 2, 3), False)])
+def test_only_a_last_layer_probe_takes_the_asr_pass_states(tmp_path, cache_dir, settings, layers, shared):
+    """The ASR pass hands over its last layer only: a probe of earlier blocks must run its own encoder
+    (else its head gets a [n, 1, 2d] array where it reads [n, 3, 2d])."""
+    from ray_ser.core.branch import shares_asr_encoder
+    from tests.conftest import profile_with
+
+    probe = settings.model_copy(update={"encoder": settings.encoder.model_copy(update={"layers": layers})})
+    ProbeModel(probe, max(len(layers), 1), 16).save(tmp_path / "probe")
+    cfg = profile_with({"probe": {"family": "encoder_probe", "checkpoint": str(tmp_path / "probe")}}, cache_dir,
+                       asr={"pad_to_30s": False})
+    assert shares_asr_encoder(cfg.branches["probe"], cfg) is shared
+    assert not shares_asr_encoder(cfg.branches["probe"], cfg.model_copy(
+        update={"asr": cfg.asr.model_copy(update={"share_encoder": False})}))
