@@ -238,7 +238,8 @@ def main() -> int:
                   f"{results[f'adapted k={k}']['macro_f1']:.3f}", flush=True)
 
     total = time.perf_counter() - started_all
-    print(f"\n{args.source} -> {args.target}: {len(test_rows)} test clips; macro-F1 (UAR, accuracy)")
+    pair = "synthetic source -> synthetic target" if args.synthetic else f"{args.source} -> {args.target}"
+    print(f"\n{pair}: {len(test_rows)} test clips; macro-F1 (UAR, accuracy)")
     for system, m in results.items():
         print(f"  {system:18} {m['macro_f1']:.3f}  ({m['uar']:.3f}, {m['accuracy']:.3f})  predicted {m['predicted_counts']}")
     target_line = None
