@@ -174,6 +174,7 @@ def main() -> None:
     import soundfile as sf
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ray_ser_bench_llm_"))
+    work.mkdir(parents=True, exist_ok=True)
     command = " ".join(["bench/speech_llm_throughput.py", *sys.argv[1:]])
     print(f"command: {command}\nload average at start: {os.getloadavg()}", flush=True)
     rows = None
