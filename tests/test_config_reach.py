@@ -157,7 +157,8 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
             "base_model": "asr", "encoder": {"max_seconds": 10}, "head": "mlp", "hidden": 8, "dropout": 0.1,
             "speaker_normalization": True, **small}},
         "selm": {"family": "speech_llm", "llm": {"engine": "transformers", "dtype": "float32"},
-                 "train": {"base_model": str(speech_llm_dir), "finetune": "lora", "transcript_dropout": 0.5, **small},
+                 "train": {"base_model": str(speech_llm_dir), "finetune": "lora", "transcript_dropout": 0.5,
+                           "transcripts": "asr", "projector_lr_scale": 2.0, "warmup_fraction": 0.25, **small},
                  "few_shot": {"manifest": str(corpus), "k": 2, "epochs": 1, "learning_rate": 1e-4}},
     }
     cache = tmp_path / "cache"

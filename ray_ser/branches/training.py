@@ -68,12 +68,24 @@ class TrainingFamily(Protocol):
     def loss(self, model: torch.nn.Module, inner: torch.nn.Module, items: Sequence[Any], labels: torch.Tensor,
              weights: torch.Tensor, loss_fn: EmotionLoss, to_device, train: TrainBase) -> torch.Tensor: ...
 
+    def parameter_groups(self, model: torch.nn.Module, train: TrainBase) -> list[dict]: ...
+
+    def warmup_fraction(self, train: TrainBase) -> float: ...
+
 
 class AsTheyAre:
     def prepare_examples(self, model, corpus, shard, val_shard, train):
         """Work done once before the first epoch: statistics over the whole training corpus, then
         per-clip features of this worker's shards. Nothing here."""
         return shard, val_shard
+
+    def parameter_groups(self, model, train) -> list[dict]:
+        """The trained parameters and their peak learning rate (AdamW groups): one group here."""
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": train.learning_rate}]
+
+    def warmup_fraction(self, train) -> float:
+        """Share of the steps the one-cycle schedule warms up over."""
+        return 0.2
 
 
 class ClassifierLoss(AsTheyAre):

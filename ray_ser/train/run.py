@@ -93,12 +93,15 @@ def run_training(cfg: LabelConfig, name: str, train: TrainBase, manifest: str, w
     loss_fn = build_loss(train.loss, counts.tolist(), gamma=train.focal_gamma)
     # Every worker runs the same number of steps, or DDP's all-reduce would wait forever.
     steps = max(1, -(-len(examples) // (world * train.batch_size)))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=train.learning_rate, weight_decay=train.weight_decay)
+    # The family groups the trained parameters by peak learning rate (the same objects DDP wraps).
+    groups = family.parameter_groups(inner, train)
+    optimizer = torch.optim.AdamW(groups, lr=train.learning_rate, weight_decay=train.weight_decay)
     total_steps = steps * train.epochs
+    warmup = family.warmup_fraction(train)
     # torch's OneCycleLR divides by (pct_start * total_steps - 1): a 5-step run would divide by zero.
-    warmup = 0.2 if abs(0.2 * total_steps - 1) > 1e-6 else 0.3
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=train.learning_rate,
+    if abs(warmup * total_steps - 1) < 1e-6:
+        warmup += 0.1 if warmup < 0.5 else -0.1
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups],
                                                    total_steps=total_steps, pct_start=warmup)
     rng = np.random.default_rng(train.seed + rank)
     history: list[dict] = []  # Train V2 keeps metrics only for kept checkpoints; the curve rides along

@@ -58,6 +58,19 @@ class SpeechLLMTrain(TrainBase):
     transcript_dropout: float = Field(
         0.5, ge=0, le=1, description="Share of training prompts without the transcript, so one checkpoint "
         "serves both the speech-text and the speech-only branch.")
+    transcripts: Literal["manifest", "asr"] = Field(
+        "manifest", description="Where training transcripts come from. manifest: the manifest's text column "
+        "(columns.text); a row without one is trained speech-only. asr: a row without one is transcribed by the "
+        "profile's Whisper (the asr section, as the labeling job does), once per clip, kept in the cache; for "
+        "corpora such as EmoDB and RAVDESS whose manifests carry no text.")
+    projector_lr_scale: float = Field(
+        1.0, gt=0, description="The projector's peak learning rate is learning_rate times this (LoRA and a "
+        "trained tower take learning_rate). The projector starts random and learns faster than LoRA; on the "
+        "real corpora a projector at 4x a 5e-4 LoRA rate without warmup collapsed onto one class, so the "
+        "one-cycle warmup (warmup_fraction) ramps both.")
+    warmup_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of the steps over which the one-cycle schedule warms the learning "
+        "rates up from 1/25 of their peak (cosine decay after).")
 
 
 class SpeechLLMBranch(BranchBase):
