@@ -1,7 +1,7 @@
 """Real human speech, speaker-independent: how the real-speech profile labels voices it never heard.
 
     .venv/bin/python bench/real_speech.py [--data ../shared/data/real-speech] [--folds-emodb 3] [--folds-ravdess 4]
-        [--config real-speech] [--set ...] [--quick]
+        [--config real-speech] [--set ...] [--quick] [--only emodb|ravdess|cross ...]
 
 For each corpus (EmoDB, RAVDESS), speakers are split into folds; for each fold the profile's
 branches (and its fusion, on speakers held out of the branches' training) are trained with
@@ -157,6 +157,8 @@ def main() -> int:
     parser.add_argument("--folds-emodb", type=int, default=3)
     parser.add_argument("--folds-ravdess", type=int, default=4)
     parser.add_argument("--no-cross", action="store_true", help="skip the cross-corpus runs")
+    parser.add_argument("--only", choices=("emodb", "ravdess", "cross"), action="append", default=None,
+                        help="run only these settings (repeatable; default all): parts can run as separate processes")
     parser.add_argument("--quick", action="store_true", help="one fold per corpus, few epochs (a smoke run)")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--json", default=None, help="where to write the figures (default: WORKDIR/real_speech.json)")
@@ -177,6 +179,8 @@ def main() -> int:
     started = time.perf_counter()
     with ray_session(cfg.ray):
         for corpus, rows in corpora.items():
+            if args.only and corpus not in args.only:
+                continue
             runs = []
             for i, held in enumerate(_folds(rows, folds[corpus])[: 1 if args.quick else None]):
                 print(f"[{time.perf_counter() - started:6.0f} s] {corpus} fold {i + 1}: test speakers {sorted(held)}",
@@ -187,7 +191,7 @@ def main() -> int:
             tested = [r for r in rows if any(r["utterance_id"] in run["baseline"] for run in runs)]
             results[f"{corpus} (speaker-independent)"] = score(cfg, tested, runs)
             report(results, weights, timer, started, args, overrides, work, partial=True)
-        if not args.no_cross:
+        if not args.no_cross and (not args.only or "cross" in args.only):
             for source, target in (("emodb", "ravdess"), ("ravdess", "emodb")):
                 print(f"[{time.perf_counter() - started:6.0f} s] cross-corpus: {source} -> {target}", flush=True)
                 run = run_fold(cfg, corpora[source], corpora[target], work / f"{source}-to-{target}", timer,
