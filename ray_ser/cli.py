@@ -132,12 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     from ray_ser.branches.checkpoint import CheckpointError
     from ray_ser.config import ConfigError
     from ray_ser.io.manifest import ManifestError
+    from ray_ser.train.loop import BranchTrainingError
 
     try:
         return args.func(args)
     except (ConfigError, ManifestError, CheckpointError) as exc:
         print(f"ray-ser: {exc}", file=sys.stderr)
         return 2
+    except BranchTrainingError as exc:  # the branch's own traceback was logged by its workers
+        print(f"ray-ser: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -47,8 +47,11 @@ def save_for_vllm(model, processor, directory: str | Path, state_dict: dict | No
     """
     from safetensors.torch import load_file, save_file
 
+    from ray_ser.models.weights import save_pretrained_on_any_rank
+
     directory = Path(directory)
-    model.save_pretrained(directory, state_dict=state_dict)
+    # Any rank: the tiny random model is built on first use by whichever process asks (weights.py).
+    save_pretrained_on_any_rank(model, directory, state_dict=state_dict)
     processor.save_pretrained(directory)
     for shard in sorted(directory.glob("*.safetensors")):
         tensors = load_file(shard)
