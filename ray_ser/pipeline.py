@@ -7,6 +7,12 @@ The plan is a list of ``StagePlan`` entries (ray_ser/stages/base.py): their decl
 checked against each other when the plan is built, before any model loads. A speaker-normalised
 branch first needs every speaker's statistics: a pass over the rows that name a speaker (decode
 -> speaker statistics) runs before the plan when one is configured.
+
+Nothing lost, nothing duplicated (README, "Exactly once"): a run holds the output's lease
+(ray_ser/io/lease.py) from before it reads what is written until it ends; it moves unreadable
+parts aside, removes the rows it is about to label again (transient errors, or every error with
+``retry_errors``) and skips what is complete (ray_ser/io/sink.py); every actor stage runs behind
+the worker-loss guard (ray_ser/stages/guard.py).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ray_ser.io.manifest import read_inputs
-from ray_ser.io.sink import scan_progress
+from ray_ser.io.sink import purge_inputs, remove_temp_files, scan_progress
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -28,8 +34,7 @@ if TYPE_CHECKING:
     from ray_ser.stages.base import StagePlan
 
 __all__ = ["LabelSummary", "collect_speaker_statistics", "label_plan", "build_label_plan", "stage_arguments",
-           "apply_stage",
-           "run_label_job", "new_run_id"]
+           "apply_stage", "run_label_job", "new_run_id", "refuse_local_output_on_cluster"]
 
 
 @dataclass(frozen=True)
@@ -38,12 +43,15 @@ class LabelSummary:
     output: str
     inputs: int
     already_complete: int
-    duplicates_collapsed: int
+    duplicate_ids: int          # manifest rows repeating an id, labelled apart (manifest.duplicate_ids)
     rows_written: int
     rows_ok: int
     files_written: int
     audio_seconds: float
     wall_seconds: float
+    retried_inputs: int = 0     # inputs labelled again: their earlier rows were errors worth retrying
+    quarantined_parts: int = 0  # unreadable parts moved to _quarantine/ (their inputs labelled again)
+    worker_losses: int = 0      # rows whose worker process died under them (ray.max_worker_losses)
 
     @property
     def rows_error(self) -> int:
@@ -93,25 +101,41 @@ def configure_data_context(cfg: LabelConfig) -> None:
     ray.data.DataContext.get_current().enable_progress_bars = cfg.ray.progress_bars
 
 
-def _run(cfg: LabelConfig, inputs: pa.Table, plans: list[StagePlan]) -> ray.data.Dataset:
+def _run(cfg: LabelConfig, inputs: pa.Table, plans: list[StagePlan], ledger: str | None = None) -> ray.data.Dataset:
     import ray.data
 
     from ray_ser.stages.base import check_columns
+    from ray_ser.stages.guard import guarded
 
     check_columns(inputs.column_names, plans)
     configure_data_context(cfg)
     ds = ray.data.from_arrow(_to_blocks(inputs, cfg.decode.resources.batch_size))
     for plan in plans:
-        ds = apply_stage(ds, plan)
+        ds = apply_stage(ds, guarded(plan, ledger, cfg.ray.max_worker_losses) if ledger else plan)
     return ds
 
 
-def collect_speaker_statistics(cfg: LabelConfig, inputs: pa.Table) -> dict[str, dict]:
+def refuse_local_output_on_cluster(output_uri: str) -> None:
+    """A local output is where the sink task ran: on a cluster of several nodes, parts would be spread over
+    their disks, out of sight of this run's resume scan. Refused before any work."""
+    import ray
+
+    from ray_ser.config import ConfigError
+    from ray_ser.io.storage import is_s3
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if not is_s3(output_uri) and len(nodes) > 1:
+        raise ConfigError(f"--output {output_uri} is a local path, but this Ray cluster has {len(nodes)} nodes: "
+                          "parts written on other nodes would land on their disks, where a resumed run cannot see "
+                          "them. Write to object storage (s3://bucket/prefix) instead")
+
+
+def collect_speaker_statistics(cfg: LabelConfig, inputs: pa.Table, ledger: str | None = None) -> dict[str, dict]:
     """branch -> speaker -> statistics, for the speaker-normalised branches; {} when there are none."""
     import pyarrow.compute as pc
 
     from ray_ser.core.branch import uses_speaker_statistics
-    from ray_ser.stages.decode import DecodeStage
+    from ray_ser.stages.decode import decode_plans
     from ray_ser.stages.speaker import SpeakerStatisticsStage, add_batches
 
     branches = tuple(n for n, b in cfg.branches.items() if uses_speaker_statistics(b, cfg.storage))
@@ -120,21 +144,22 @@ def collect_speaker_statistics(cfg: LabelConfig, inputs: pa.Table) -> dict[str, 
     named = inputs.filter(pc.and_(pc.is_valid(inputs.column("speaker")), pc.is_null(inputs.column("manifest_error"))))
     statistics = {name: {} for name in branches}
     if named.num_rows:
-        ds = _run(cfg, named, [DecodeStage.plan(cfg), SpeakerStatisticsStage.plan(branches, cfg)])
+        ds = _run(cfg, named, [*decode_plans(cfg), SpeakerStatisticsStage.plan(branches, cfg)], ledger)
         statistics.update(add_batches(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
     return statistics
 
 
 def label_plan(cfg: LabelConfig, output_uri: str, run_id: str, skip_ids: frozenset[str] = frozenset(),
                speaker_statistics: dict[str, dict] | None = None) -> list[StagePlan]:
-    """The labeling job's stages in order: decode, ASR, each branch, the vote, the sink."""
+    """The labeling job's stages in order: decode (and long recordings' segments), ASR, each branch, the vote,
+    the sink."""
     from ray_ser.stages import sink, vote
     from ray_ser.stages.asr import AsrStage
     from ray_ser.stages.branch import BranchStage
-    from ray_ser.stages.decode import DecodeStage
+    from ray_ser.stages.decode import decode_plans
 
     speaker_statistics = speaker_statistics or {}
-    plans = [DecodeStage.plan(cfg, skip_ids)]
+    plans = decode_plans(cfg, skip_ids)
     if cfg.asr.enabled:
         plans.append(AsrStage.plan(cfg))
     plans += [BranchStage.plan(name, cfg, speaker_statistics.get(name)) for name in cfg.branches]
@@ -146,52 +171,71 @@ def label_plan(cfg: LabelConfig, output_uri: str, run_id: str, skip_ids: frozens
 
 def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id: str,
                      skip_ids: frozenset[str] = frozenset(),
-                     speaker_statistics: dict[str, dict] | None = None) -> ray.data.Dataset:
+                     speaker_statistics: dict[str, dict] | None = None, ledger: str | None = None) -> ray.data.Dataset:
     """The lazy Ray Data plan; iterating it writes Parquet and yields one summary row per file.
 
-    speaker_statistics (branch -> speaker -> statistics) feeds speaker-normalised branches.
+    speaker_statistics (branch -> speaker -> statistics) feeds speaker-normalised branches; with a ledger
+    (the name of a running WorkerLossLedger), actor stages run behind the worker-loss guard.
     """
-    return _run(cfg, inputs, label_plan(cfg, output_uri, run_id, skip_ids, speaker_statistics))
+    return _run(cfg, inputs, label_plan(cfg, output_uri, run_id, skip_ids, speaker_statistics), ledger)
 
 
 def job_inputs(cfg: LabelConfig, input_uri: str):
     """The job's inputs (ray_ser/io/manifest.py), the speaker column as the profile names it."""
-    return read_inputs(input_uri, cfg.storage, cfg.columns.speaker)
+    return read_inputs(input_uri, cfg.storage, cfg.columns.speaker, cfg.manifest.duplicate_ids)
 
 
-def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str | None = None) -> LabelSummary:
-    """Label everything under input_uri into output_uri, resuming what an earlier run wrote."""
-    import pyarrow as pa
+def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str | None = None,
+                  retry_errors: bool = False) -> LabelSummary:
+    """Label everything under input_uri into output_uri, resuming what earlier runs wrote.
+
+    Inputs whose rows are transient errors are labelled again; with retry_errors, every error row's input.
+    Raises OutputBusyError while another run writes output_uri, ManifestError for an unusable manifest.
+    """
     import pyarrow.compute as pc
+    import ray
 
+    from ray_ser.io.lease import OutputLease
     from ray_ser.runtime import ray_session
+    from ray_ser.stages.guard import start_ledger
 
     started = time.perf_counter()
     cfg.require_checkpoints()
     cfg.require_transcripts()
     run_id = run_id or new_run_id()
     input_set = job_inputs(cfg, input_uri)
-    progress = scan_progress(output_uri, cfg.storage)
-    table = input_set.table
-    if progress.complete_inputs:
-        done = pc.is_in(table.column("input_id"), value_set=pa.array(sorted(progress.complete_inputs), pa.string()))
-        table = table.filter(pc.invert(done))
-    rows = ok = files = 0
+    rows = ok = files = losses = 0
     seconds = 0.0
-    if table.num_rows:
-        with ray_session(cfg.ray):
-            # Statistics cover every input, labelled before or not: a speaker's profile does not
-            # depend on where an interrupted run stopped.
-            statistics = collect_speaker_statistics(cfg, input_set.table)
-            plan = build_label_plan(cfg, table, output_uri, run_id, progress.partial_segment_ids, statistics)
-            for batch in plan.iter_batches(batch_format="pyarrow", batch_size=None):
-                rows += sum(batch.column("rows").to_pylist())
-                ok += sum(batch.column("ok").to_pylist())
-                files += sum(1 for f in batch.column("file").to_pylist() if f)
-                seconds += sum(batch.column("audio_s").to_pylist())
+    with OutputLease(output_uri, cfg.storage, run_id, cfg.sink.lease_ttl_s) as lease:
+        remove_temp_files(output_uri, cfg.storage)
+        progress = scan_progress(output_uri, cfg.storage, retry_errors)
+        if progress.purge:
+            purge_inputs(output_uri, cfg.storage, progress, cfg.sink.compression)
+        table = input_set.table
+        if progress.complete_count:
+            table = table.filter(pc.invert(pc.is_in(table.column("input_id"), value_set=progress.complete_inputs)))
+        if table.num_rows:
+            with ray_session(cfg.ray):
+                refuse_local_output_on_cluster(output_uri)
+                ledger_name = f"ray_ser-ledger-{run_id}"
+                ledger = start_ledger(ledger_name)
+                # Statistics cover every input, labelled before or not: a speaker's profile does not
+                # depend on where an interrupted run stopped.
+                statistics = collect_speaker_statistics(cfg, input_set.table, ledger_name)
+                plan = build_label_plan(cfg, table, output_uri, run_id, progress.partial_segment_ids, statistics,
+                                        ledger_name)
+                for batch in plan.iter_batches(batch_format="pyarrow", batch_size=None):
+                    lease.check()
+                    rows += sum(batch.column("rows").to_pylist())
+                    ok += sum(batch.column("ok").to_pylist())
+                    files += sum(1 for f in batch.column("file").to_pylist() if f)
+                    seconds += sum(batch.column("audio_s").to_pylist())
+                losses = len(ray.get(ledger.lost.remote()))
+                ray.kill(ledger)
     return LabelSummary(
         run_id=run_id, output=output_uri, inputs=input_set.table.num_rows,
-        already_complete=input_set.table.num_rows - table.num_rows,
-        duplicates_collapsed=input_set.duplicates_collapsed, rows_written=rows, rows_ok=ok,
-        files_written=files, audio_seconds=seconds, wall_seconds=time.perf_counter() - started,
+        already_complete=input_set.table.num_rows - table.num_rows, duplicate_ids=input_set.duplicate_ids,
+        rows_written=rows, rows_ok=ok, files_written=files, audio_seconds=seconds,
+        wall_seconds=time.perf_counter() - started, retried_inputs=len(progress.retry_inputs),
+        quarantined_parts=len(progress.quarantined), worker_losses=losses,
     )

@@ -2,14 +2,14 @@
 
 It also settles each row's status: a row any branch voted on is "ok" (an ASR failure
 moves to ``warnings``, since the speech branches still voted); a row no branch could
-label is "error" with the first reason found.
+label is "error" with the first reason found, and that error's kind.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ray_ser.schema import STATUS_ERROR, STATUS_OK
+from ray_ser.schema import PERMANENT, STATUS_ERROR, STATUS_OK
 from ray_ser.stages.base import StagePlan, require_columns
 from ray_ser.vote import BranchVote, majority_vote
 
@@ -24,7 +24,7 @@ ADDS = ("label", "confidence", "agreement")
 
 
 def _requires(branches: tuple[str, ...]) -> tuple[str, ...]:
-    return ("status", "error", "warnings", *(f"{b}_{c}" for b in branches for c in ("label", "probs")))
+    return ("status", "error", "error_kind", "warnings", *(f"{b}_{c}" for b in branches for c in ("label", "probs")))
 
 
 def plan(cfg: LabelConfig) -> StagePlan:
@@ -43,6 +43,7 @@ def vote_batch(batch: pa.Table, *, branches: tuple[str, ...], weights: dict[str,
                for b in branches}
     status = batch.column("status").to_pylist()
     errors = batch.column("error").to_pylist()
+    kinds = batch.column("error_kind").to_pylist()
     warnings = batch.column("warnings").to_pylist()
     labels, confidence, agreement = [], [], []
     for i in range(batch.num_rows):
@@ -55,11 +56,13 @@ def vote_batch(batch: pa.Table, *, branches: tuple[str, ...], weights: dict[str,
         if result.label is not None:
             if errors[i]:
                 warnings[i] = "; ".join(w for w in (errors[i], warnings[i]) if w)
-            status[i], errors[i] = STATUS_OK, None
+            status[i], errors[i], kinds[i] = STATUS_OK, None, None
         else:
             status[i] = STATUS_ERROR
+            # A branch's failure is in warnings without its kind: kept, until --retry-errors.
+            kinds[i] = kinds[i] if errors[i] else PERMANENT
             errors[i] = errors[i] or warnings[i] or "vote: no branch produced a label"
-    for name, values in (("status", status), ("error", errors), ("warnings", warnings)):
+    for name, values in (("status", status), ("error", errors), ("error_kind", kinds), ("warnings", warnings)):
         batch = batch.set_column(batch.schema.get_field_index(name), name, pa.array(values, pa.string()))
     return (batch.append_column("label", pa.array(labels, pa.string()))
             .append_column("confidence", pa.array(confidence, pa.float32()))
