@@ -51,7 +51,7 @@ class LabelSummary:
     wall_seconds: float
     retried_inputs: int = 0     # inputs labelled again: their earlier rows were errors worth retrying
     quarantined_parts: int = 0  # unreadable parts moved to _quarantine/ (their inputs labelled again)
-    worker_losses: int = 0      # rows whose worker process died under them (ray.max_worker_losses)
+    inputs_given_up: int = 0    # rows whose worker died under them ray.max_worker_losses times: "worker lost"
 
     @property
     def rows_error(self) -> int:
@@ -204,7 +204,7 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
     cfg.require_transcripts()
     run_id = run_id or new_run_id()
     input_set = job_inputs(cfg, input_uri)
-    rows = ok = files = losses = 0
+    rows = ok = files = given_up = 0
     seconds = 0.0
     with OutputLease(output_uri, cfg.storage, run_id, cfg.sink.lease_ttl_s) as lease:
         remove_temp_files(output_uri, cfg.storage)
@@ -230,12 +230,12 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
                     ok += sum(batch.column("ok").to_pylist())
                     files += sum(1 for f in batch.column("file").to_pylist() if f)
                     seconds += sum(batch.column("audio_s").to_pylist())
-                losses = len(ray.get(ledger.lost.remote()))
+                given_up = sum(n >= cfg.ray.max_worker_losses for n in ray.get(ledger.lost.remote()).values())
                 ray.kill(ledger)
     return LabelSummary(
         run_id=run_id, output=output_uri, inputs=input_set.table.num_rows,
         already_complete=input_set.table.num_rows - table.num_rows, duplicate_ids=input_set.duplicate_ids,
         rows_written=rows, rows_ok=ok, files_written=files, audio_seconds=seconds,
         wall_seconds=time.perf_counter() - started, retried_inputs=len(progress.retry_inputs),
-        quarantined_parts=len(progress.quarantined), worker_losses=losses,
+        quarantined_parts=len(progress.quarantined), inputs_given_up=given_up,
     )

@@ -27,7 +27,7 @@ def format_summary(summary: LabelSummary, storage: StorageConfig, preview_rows: 
         ("labelled again (earlier errors)", str(summary.retried_inputs)),
         ("duplicate ids kept apart", str(summary.duplicate_ids)),
         ("unreadable parts quarantined", str(summary.quarantined_parts)),
-        ("inputs that killed a worker", str(summary.worker_losses)),
+        ("rows given up: worker lost", str(summary.inputs_given_up)),
         ("rows written", str(summary.rows_written)),
         ("  ok", str(summary.rows_ok)),
         ("  error", str(summary.rows_error)),
