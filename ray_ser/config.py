@@ -306,6 +306,8 @@ def _read_profile(name_or_path: str) -> tuple[str, str]:
             return str(candidate), candidate.read_text()
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {candidate}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {candidate} is not UTF-8 text (byte {exc.start})") from None
     bundled = files("ray_ser.configs") / f"{name_or_path}.yaml"
     if not bundled.is_file():
         raise ConfigError(f"no profile {name_or_path!r}: the package ships {profile_names()}, or give a YAML path")

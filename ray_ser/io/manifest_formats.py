@@ -102,6 +102,8 @@ def _csv_blocks(uri: str, storage: StorageConfig, wanted: tuple[str, ...]) -> It
                 break
             yield _numbered(pa.Table.from_batches([batch]), range(line, line + batch.num_rows))
             line += batch.num_rows
+    except UnicodeDecodeError:  # a header that is not UTF-8 (its names become Python strings)
+        raise ManifestError(f"manifest {uri}, line 1: the header is not valid UTF-8") from None
     except pa.ArrowInvalid as exc:
         message = str(exc)
         if "Empty CSV file" in message:
@@ -135,8 +137,8 @@ def _jsonl_blocks(uri: str, storage: StorageConfig, wanted: tuple[str, ...]) -> 
     seen = set()
 
     def block() -> pa.Table:
-        present = [c for c in wanted if c in seen]
-        return _numbered(pa.table({c: pa.array(columns[c], pa.string()) for c in present}), lines)
+        present = {c: pa.array(columns[c], pa.string()) for c in wanted if c in seen}
+        return pa.table({**present, LINE: pa.array(lines, pa.int64())})
 
     for number, raw in _lines(uri, storage):
         try:
