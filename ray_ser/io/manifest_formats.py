@@ -11,6 +11,7 @@ of every row.
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Iterator
 
 from ray_ser.io.storage import filesystem_for
@@ -58,14 +59,6 @@ def _first_undecodable_line(uri: str, storage: StorageConfig) -> int | None:
     return None
 
 
-def _line_of_text(uri: str, storage: StorageConfig, text: str) -> int | None:
-    wanted = text.rstrip("\r\n")
-    for number, line in _lines(uri, storage):
-        if line.decode("utf-8", errors="replace").rstrip("\r\n") == wanted:
-            return number
-    return None
-
-
 def _numbered(table: pa.Table, lines) -> pa.Table:
     import pyarrow as pa
 
@@ -77,11 +70,6 @@ def _csv_blocks(uri: str, storage: StorageConfig, wanted: tuple[str, ...]) -> It
     import pyarrow.csv as pacsv
 
     delimiter = "\t" if uri.lower().endswith(".tsv") else ","
-    ragged: list = []
-
-    def on_invalid_row(row) -> str:
-        ragged.append(row)
-        return "skip"
 
     def reader(columns: list[str] | None):
         convert = pacsv.ConvertOptions(
@@ -89,17 +77,14 @@ def _csv_blocks(uri: str, storage: StorageConfig, wanted: tuple[str, ...]) -> It
             # whose values look different from the first block's cannot fail type inference.
             column_types={c: pa.string() for c in columns or ()}, include_columns=columns,
             strings_can_be_null=True, quoted_strings_can_be_null=True)
+        # One thread: the parser then knows each row's number, and names it in its errors ("Row #7").
         return pacsv.open_csv(_open(uri, storage), read_options=pacsv.ReadOptions(use_threads=False),
-                              parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid_row),
-                              convert_options=convert)
+                              parse_options=pacsv.ParseOptions(delimiter=delimiter), convert_options=convert)
 
     try:
         header = reader(None).schema.names
-        blocks = reader([c for c in wanted if c in header])
         line = 2
-        for batch in blocks:
-            if ragged:
-                break
+        for batch in reader([c for c in wanted if c in header]):
             yield _numbered(pa.Table.from_batches([batch]), range(line, line + batch.num_rows))
             line += batch.num_rows
     except UnicodeDecodeError:  # a header that is not UTF-8 (its names become Python strings)
@@ -109,14 +94,12 @@ def _csv_blocks(uri: str, storage: StorageConfig, wanted: tuple[str, ...]) -> It
         if "Empty CSV file" in message:
             raise ManifestError(f"manifest {uri} is empty") from None
         if "UTF8" in message:
-            where = _first_undecodable_line(uri, storage)
-            raise ManifestError(f"manifest {uri}, line {where}: not valid UTF-8") from None
-        raise ManifestError(f"manifest {uri} is not a readable CSV: {message}") from None
-    if ragged:
-        row = ragged[0]
-        where = row.number or _line_of_text(uri, storage, row.text)
-        raise ManifestError(f"manifest {uri}, line {where}: {row.actual_columns} fields where the header has "
-                            f"{row.expected_columns}: {row.text[:120]!r}")
+            raise ManifestError(f"manifest {uri}, line {_first_undecodable_line(uri, storage)}: "
+                                "not valid UTF-8") from None
+        row = re.search(r"Row #(\d+): (.*)", message)
+        if row:
+            raise ManifestError(f"manifest {uri}, line {row.group(1)}: {row.group(2)[:160]}") from None
+        raise ManifestError(f"manifest {uri} is not a readable CSV: {message[:200]}") from None
 
 
 def _json_value(value, uri: str, number: int, column: str) -> str | None:
