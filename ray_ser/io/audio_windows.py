@@ -60,9 +60,12 @@ def probe(source: Any) -> AudioInfo:
             _rewind(source)
 
 
-def _soundfile_chunks(source: Any, info: AudioInfo, start: float, end: float | None,
-                      window_s: float) -> Iterator[np.ndarray]:
-    """Source-rate mono chunks of [start, end)."""
+# Source samples read per call: small against a window, so a window is the largest thing held.
+_READ_S = 5.0
+
+
+def _soundfile_chunks(source: Any, start: float, end: float | None) -> Iterator[np.ndarray]:
+    """Source-rate mono blocks of [start, end), _READ_S seconds each."""
     import soundfile as sf
 
     _rewind(source)
@@ -71,18 +74,18 @@ def _soundfile_chunks(source: Any, info: AudioInfo, start: float, end: float | N
         last = handle.frames if end is None else min(handle.frames, int(round(end * handle.samplerate)))
         if first:
             handle.seek(min(first, handle.frames))
-        step = max(1, int(window_s * handle.samplerate))
+        step = max(1, int(_READ_S * handle.samplerate))
         position = first
         while position < last:
             block = handle.read(min(step, last - position), dtype="float32", always_2d=True)
             if not len(block):
                 break
             position += len(block)
-            yield block.mean(axis=1)
+            yield block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
 
 
 def _av_chunks(source: Any, start: float, end: float | None, window_s: float) -> Iterator[np.ndarray]:
-    """16 kHz mono chunks of [start, end), through FFmpeg's resampler (already at the target rate)."""
+    """16 kHz mono blocks of [start, end) of about window_s, through FFmpeg's resampler."""
     import av
 
     _rewind(source)
@@ -120,29 +123,43 @@ def _chain(frames, resampler):
     yield from resampler.resample(None)
 
 
-def windows(source: Any, info: AudioInfo, window_s: float, start: float | None = None,
-            end: float | None = None) -> Iterator[np.ndarray]:
-    """[start, end) of the source as 16 kHz mono float32 chunks of at most window_s seconds, in order."""
-    lo = 0.0 if start is None else float(start)
+def _resampled(source: Any, info: AudioInfo, start: float, end: float | None) -> Iterator[np.ndarray]:
+    """16 kHz mono blocks of [start, end), resampled as one continuous stream."""
     if info.backend == "av":
-        for chunk in _av_chunks(source, lo, end, window_s):
-            yield np.ascontiguousarray(chunk, dtype=np.float32)
+        yield from _av_chunks(source, start, end, _READ_S)
         return
+    blocks = _soundfile_chunks(source, start, end)
     if info.sample_rate == TARGET_SAMPLE_RATE:
-        for chunk in _soundfile_chunks(source, info, lo, end, window_s):
-            yield np.ascontiguousarray(chunk, dtype=np.float32)
+        yield from blocks
         return
     import soxr
 
     stream = soxr.ResampleStream(info.sample_rate, TARGET_SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-    chunks = _soundfile_chunks(source, info, lo, end, window_s)
-    held = next(chunks, None)
-    while held is not None:
-        following = next(chunks, None)
-        out = stream.resample_chunk(held, last=following is None)
-        if out.size:
-            yield np.ascontiguousarray(out, dtype=np.float32)
-        held = following
+    for block in blocks:
+        yield stream.resample_chunk(block)
+    yield stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+
+
+def windows(source: Any, info: AudioInfo, window_s: float, start: float | None = None,
+            end: float | None = None) -> Iterator[np.ndarray]:
+    """[start, end) of the source as 16 kHz mono float32 chunks of window_s seconds (the last one shorter),
+    in order; what is held at a time is about one window."""
+    size = max(1, int(window_s * TARGET_SAMPLE_RATE))
+    pending: list[np.ndarray] = []
+    held = 0
+    for block in _resampled(source, info, 0.0 if start is None else float(start), end):
+        if block.size:
+            pending.append(np.asarray(block, dtype=np.float32))
+            held += block.size
+        if held >= size:
+            joined = np.concatenate(pending)
+            pending = []
+            for offset in range(0, joined.size - size + 1, size):
+                yield joined[offset:offset + size]
+            rest = joined[joined.size - joined.size % size:]
+            pending, held = ([rest.copy()] if rest.size else []), rest.size
+    if held:
+        yield np.concatenate(pending)
 
 
 def read_span(source: Any, info: AudioInfo, start: float | None, end: float | None,
