@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from ray_ser.stages.base import StagePlan
 
 __all__ = ["LabelSummary", "collect_speaker_statistics", "label_plan", "build_label_plan", "stage_arguments",
-           "apply_stage", "run_label_job", "new_run_id", "refuse_local_output_on_cluster"]
+           "apply_stage", "run_label_job", "new_run_id", "refuse_local_output_on_cluster", "guard_plan",
+           "output_lease"]
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,27 @@ def _run(cfg: LabelConfig, inputs: pa.Table, plans: list[StagePlan], ledger: str
     import ray.data
 
     from ray_ser.stages.base import check_columns
-    from ray_ser.stages.guard import guarded
 
     check_columns(inputs.column_names, plans)
     configure_data_context(cfg)
     ds = ray.data.from_arrow(_to_blocks(inputs, cfg.decode.resources.batch_size))
     for plan in plans:
-        ds = apply_stage(ds, guarded(plan, ledger, cfg.ray.max_worker_losses) if ledger else plan)
+        ds = apply_stage(ds, guard_plan(cfg, plan, ledger) if ledger else plan)
     return ds
+
+
+def guard_plan(cfg: LabelConfig, plan: StagePlan, ledger: str) -> StagePlan:
+    """An actor stage behind the worker-loss guard of the run's ledger (ray_ser/stages/guard.py)."""
+    from ray_ser.stages.guard import guarded
+
+    return guarded(plan, ledger, cfg.ray.max_worker_losses)
+
+
+def output_lease(cfg: LabelConfig, output_uri: str, run_id: str):
+    """This run's lease on its output (ray_ser/io/lease.py): ``with output_lease(...) as lease:``."""
+    from ray_ser.io.lease import OutputLease
+
+    return OutputLease(output_uri, cfg.storage, run_id, cfg.sink.lease_ttl_s)
 
 
 def refuse_local_output_on_cluster(output_uri: str) -> None:
@@ -195,7 +209,6 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
     import pyarrow.compute as pc
     import ray
 
-    from ray_ser.io.lease import OutputLease
     from ray_ser.runtime import ray_session
     from ray_ser.stages.guard import start_ledger
 
@@ -206,7 +219,7 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
     input_set = job_inputs(cfg, input_uri)
     rows = ok = files = given_up = 0
     seconds = 0.0
-    with OutputLease(output_uri, cfg.storage, run_id, cfg.sink.lease_ttl_s) as lease:
+    with output_lease(cfg, output_uri, run_id) as lease:
         remove_temp_files(output_uri, cfg.storage)
         progress = scan_progress(output_uri, cfg.storage, retry_errors)
         if progress.purge:

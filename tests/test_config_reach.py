@@ -115,8 +115,8 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
     from ray_ser.core.branch import load_predictor
     from ray_ser.io.audio import to_bytes
     from ray_ser.io.storage import filesystem_for
-    from ray_ser.pipeline import collect_speaker_statistics, configure_data_context, job_inputs, label_plan, \
-        stage_arguments
+    from ray_ser.pipeline import collect_speaker_statistics, configure_data_context, guard_plan, job_inputs, \
+        label_plan, output_lease, stage_arguments
     from ray_ser.runtime import init_arguments
     from ray_ser.serve.app import EmotionEndpoint, deployment_options, http_options
     from ray_ser.serve.llm_app import llm_config_arguments
@@ -173,7 +173,9 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
         statistics = {"speech": {}, "prosody": {}}
         plans = label_plan(trained, str(tmp_path / "out"), "run", speaker_statistics=statistics)
         for plan in plans:
-            stage_arguments(plan)
+            stage_arguments(guard_plan(trained, plan, "ledger"))
+        with output_lease(trained, str(tmp_path / "out"), "run"):
+            pass
         configure_data_context(trained)
         init_arguments(trained.ray)
         decoded = DecodeStage(trained.storage, trained.decode)(inputs)
