@@ -11,8 +11,8 @@ most 1.3x), and a recording hours long should not need more than the short clips
 
     # the real figures (ASR on; ~30-40 min on a quiet 2-core machine)
     python bench/memory_scaling.py --clips 300,3000 --long-minutes 120
-    # a smoke run (under 2 minutes)
-    python bench/memory_scaling.py --clips 20,200 --long-minutes 3 --no-asr
+    # a smoke run (about 2 minutes on a quiet machine)
+    python bench/memory_scaling.py --clips 10,100 --long-minutes 2 --no-asr
 
 Prints a table and writes JSON (--json).
 """
@@ -23,6 +23,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -118,7 +119,8 @@ def _measure(cmd: list[str], interval: float) -> dict:
                         continue
                     if not title.startswith("ray::"):
                         continue  # raylet, GCS, log monitor: the same whatever the input
-                    name = title.split()[0].replace("ray::", "")
+                    # "ray::MapWorker(MapBatches(AsrStage)).submit" -> "MapWorker(MapBatches(AsrStage))"
+                    name = re.sub(r"\.[A-Za-z_]+$", "", title.split()[0].replace("ray::", "")).split(":")[-1]
                     if name == "IDLE":
                         continue
                     peaks[name] = max(peaks.get(name, 0.0), rss)
