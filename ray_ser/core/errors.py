@@ -86,9 +86,15 @@ def with_retries(call: Callable[[], T], attempts: int, backoff_s: float,
     raise AssertionError("unreachable")
 
 
+# An item's own call after its batch failed: a transient failure (a model server's timeout) is tried again.
+_ITEM_ATTEMPTS = 3
+_ITEM_BACKOFF_S = 0.2
+
+
 def isolate_failures(stage: str, predict_batch: Callable[[list], Sequence[T]],
                      items: list) -> tuple[list[T | None], list[str | None], list[str | None]]:
-    """One batched call; if it raises, one call per item, so a bad item costs only itself.
+    """One batched call; if it raises, one call per item, so a bad item costs only itself (an item's
+    transient failure is tried again, twice, before it counts).
 
     Returns (results, errors, kinds): errors[i] is None where results[i] is valid, else its reason,
     and kinds[i] the reason's error kind.
@@ -101,7 +107,7 @@ def isolate_failures(stage: str, predict_batch: Callable[[list], Sequence[T]],
         kinds: list[str | None] = []
         for item in items:
             try:
-                results.append(predict_batch([item])[0])
+                results.append(with_retries(lambda: predict_batch([item])[0], _ITEM_ATTEMPTS, _ITEM_BACKOFF_S))
                 errors.append(None)
                 kinds.append(None)
             except Exception as exc:

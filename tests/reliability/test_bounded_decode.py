@@ -78,3 +78,13 @@ def test_a_recording_longer_than_max_input_s_is_read_a_window_at_a_time(recordin
     assert starts == sorted(starts) and all(a["end"] <= b["start"] + 1e-6 for a, b in zip(rows, rows[1:]))
     assert all(abs(r["audio"] / 4 / 16000 - (r["end"] - r["start"])) < 0.01 for r in rows)
     assert 0.5 * 600 < sum(r["duration"] for r in rows) < 600  # the segments hold the speech
+
+
+def test_a_kept_duplicates_warning_reaches_the_row(corpus_rows):
+    cfg = load_config("demo")
+    inputs = _inputs([("a", corpus_rows[0]["path"]), ("a@copy2", corpus_rows[0]["path"])])
+    inputs = inputs.set_column(inputs.schema.get_field_index("manifest_warning"), "manifest_warning",
+                               pa.array([None, "manifest: utterance_id 'a' repeats line 2's; labelled as copy 2"]))
+    rows = DecodeStage(cfg.storage, cfg.decode)(inputs).to_pylist()
+    assert [(r["utterance_id"], r["status"]) for r in rows] == [("a", "ok"), ("a@copy2", "ok")]
+    assert rows[0]["warnings"] is None and "repeats line 2's" in rows[1]["warnings"]
