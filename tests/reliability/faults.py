@@ -13,12 +13,13 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer",
 
 class FaultyS3:
     """``http://127.0.0.1:<port>`` forwarding every request to moto, except that a read (GET or HEAD) of a
-    faulty key answers ``500 InternalError`` while the key has failures left. Everything goes over real
+    faulty key, or a PUT under a faulty prefix, answers ``500 InternalError`` while it has failures left. Everything goes over real
     HTTP: pyarrow's AWS SDK, boto3 and the Ray workers reach it as they would reach S3."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = urlparse(upstream)
         self.failures: dict[str, int] = {}   # "/bucket/key" -> reads still to fail
+        self.write_failures: dict[str, int] = {}  # "/bucket/prefix" -> writes (PUT) still to fail
         self.failed: dict[str, int] = {}     # "/bucket/key" -> reads failed so far
         self._lock = threading.Lock()
         proxy = self
@@ -46,7 +47,8 @@ class FaultyS3:
             def _forward(self) -> None:
                 body = self._body()
                 path = self.path.split("?", 1)[0]
-                if self.command in ("GET", "HEAD") and proxy._should_fail(path):
+                if (self.command in ("GET", "HEAD") and proxy._should_fail(path)) or \
+                        (self.command == "PUT" and proxy._should_fail_write(path)):
                     payload = b"" if self.command == "HEAD" else (
                         b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>InternalError</Code>"
                         b"<Message>injected fault</Message></Error>")
@@ -89,6 +91,20 @@ class FaultyS3:
             self.failed[path] = self.failed.get(path, 0) + 1
             return True
 
+    def _should_fail_write(self, path: str) -> bool:
+        with self._lock:
+            for prefix, left in self.write_failures.items():
+                if path.startswith(prefix) and left > 0:
+                    self.write_failures[prefix] = left - 1
+                    self.failed[prefix] = self.failed.get(prefix, 0) + 1
+                    return True
+            return False
+
+    def fail_writes(self, bucket: str, prefix: str, times: int) -> None:
+        """The next `times` PUTs of keys under s3://bucket/prefix fail."""
+        with self._lock:
+            self.write_failures[f"/{bucket}/{prefix}"] = times
+
     def fail(self, bucket: str, key: str, times: int) -> None:
         """The next `times` reads of s3://bucket/key fail."""
         with self._lock:
@@ -97,6 +113,7 @@ class FaultyS3:
     def heal(self) -> None:
         with self._lock:
             self.failures.clear()
+            self.write_failures.clear()
 
     def __enter__(self) -> FaultyS3:
         self._thread.start()

@@ -1,5 +1,5 @@
-"""Transient storage faults on real moto S3 over HTTP: retried in the job, then by the next run; permanent
-errors stay done until --retry-errors."""
+"""Transient storage faults on real moto S3 over HTTP: retried in the job (reads and part uploads), then by the
+next run; permanent errors stay done until --retry-errors."""
 
 from __future__ import annotations
 
@@ -38,9 +38,10 @@ def test_a_transient_read_fault_ends_as_one_ok_row_and_a_permanent_error_is_kept
         # More failures than the AWS SDK's own three tries: only the job's retry gets past them.
         proxy.fail("faults", f"in/{flaky}.wav", 4)
         proxy.fail("faults", f"in/{down}.wav", 10_000)  # unreadable for the whole first run
+        proxy.fail_writes("faults", "out/.tmp-", 4)  # a part's upload fails past the SDK's tries too
         first = run_label_job(cfg, str(manifest), out)
         written = {r["utterance_id"]: r for r in read_output(out, cfg.storage).to_pylist()}
-        assert proxy.failed[f"/faults/in/{flaky}.wav"] == 4
+        assert proxy.failed[f"/faults/in/{flaky}.wav"] == 4 and proxy.failed["/faults/out/.tmp-"] == 4
         assert written[flaky]["status"] == "ok"
         assert (written[down]["status"], written[down]["error_kind"]) == ("error", "transient")
         assert "InternalError" in written[down]["error"] or "500" in written[down]["error"]
