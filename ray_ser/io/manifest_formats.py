@@ -2,10 +2,10 @@
 
 Each reader yields blocks (Arrow tables) holding the wanted columns present in the file, all as
 strings, plus ``LINE``: each row's line in the file (Parquet: its 1-based row; CSV: counted from
-the header, so a quoted field spanning lines shifts it). A file that cannot be read as its format (invalid UTF-8, an empty or ragged CSV, a JSON
-array, a line that is not a JSON object) raises ManifestError naming the file and the line. Only one
-block is in Python at a time, so a manifest of millions of rows costs its Arrow columns, not lists
-of every row.
+the header, so a quoted field spanning lines shifts it). A file that cannot be read as its format
+(invalid UTF-8, an empty or ragged CSV, a JSON array, a line that is not a JSON object) raises
+ManifestError naming the file and the line. Only one block is in Python at a time, so a manifest
+of millions of rows costs its Arrow columns, not lists of every row.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer",
 
 class FaultyS3:
     """``http://127.0.0.1:<port>`` forwarding every request to moto, except that a read (GET or HEAD) of a
-    faulty key, or a PUT under a faulty prefix, answers ``500 InternalError`` while it has failures left. Everything goes over real
-    HTTP: pyarrow's AWS SDK, boto3 and the Ray workers reach it as they would reach S3."""
+    faulty key, or a PUT under a faulty prefix, answers ``500 InternalError`` while it has failures left.
+    Everything goes over real HTTP: pyarrow's AWS SDK, boto3 and the Ray workers reach it as they would S3."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = urlparse(upstream)
