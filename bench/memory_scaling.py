@@ -5,13 +5,15 @@ samples the resident memory of that driver and of each of its Ray worker process
 MapBatches(DecodeStage), MapBatches(AsrStage), the write tasks, ...) every --interval seconds.
 
 Cases: short clips (espeak utterances, hard-linked N times under distinct names) at each --clips
-size, and one recording of --long-minutes (espeak speech and pauses, written in 16 kHz 16-bit WAV),
+size, and recordings of each --long-minutes (espeak speech and pauses, 16 kHz 16-bit WAV),
 labelled as VAD segments. The job should need about the same memory for 10x the clips (target at
-most 1.3x), and a recording hours long should not need more than the short clips do.
+most 1.3x), and the same for a 2-hour recording as for a 20-minute one. Memory is private resident
+memory (RSS less shared pages: Ray's object store is mapped into every worker); the JSON also
+holds each process's peak RSS.
 
     # the real figures (ASR on; ~30-40 min on a quiet 2-core machine)
-    python bench/memory_scaling.py --clips 300,3000 --long-minutes 120
-    # a smoke run (about 2 minutes on a quiet machine)
+    python bench/memory_scaling.py --clips 300,3000 --long-minutes 20,120
+    # a smoke run (about a minute on a quiet machine)
     python bench/memory_scaling.py --clips 10,100 --long-minutes 2 --no-asr
 
 Prints a table and writes JSON (--json).
@@ -95,12 +97,19 @@ def _child(args: argparse.Namespace) -> None:
                                    "audio_s": summary.audio_seconds, "wall_s": summary.wall_seconds}))
 
 
+def _private(info) -> float:
+    """Resident memory a process holds of its own: RSS less shared pages (Ray's object store is mapped
+    into every worker, and the pages of the objects it touched count in its RSS)."""
+    return info.rss - getattr(info, "shared", 0)
+
+
 def _measure(cmd: list[str], interval: float) -> dict:
-    """Run cmd; peak RSS of the process itself and of each Ray worker process under it, by title."""
+    """Run cmd; peak private memory of the process itself and of each Ray worker process under it, by title."""
     import psutil
 
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peaks: dict[str, float] = {}
+    rss_peaks: dict[str, float] = {}
     total_peak = 0.0
     done = threading.Event()
 
@@ -110,11 +119,14 @@ def _measure(cmd: list[str], interval: float) -> dict:
         while not done.is_set():
             try:
                 workers = 0.0
-                peaks["driver"] = max(peaks.get("driver", 0.0), root.memory_info().rss)
+                info = root.memory_info()
+                peaks["driver"] = max(peaks.get("driver", 0.0), _private(info))
+                rss_peaks["driver"] = max(rss_peaks.get("driver", 0.0), info.rss)
                 for child in root.children(recursive=True):
                     try:
                         title = " ".join(child.cmdline())
-                        rss = child.memory_info().rss
+                        info = child.memory_info()
+                        rss = _private(info)
                     except (psutil.NoSuchProcess, psutil.AccessDenied):
                         continue
                     if not title.startswith("ray::"):
@@ -124,6 +136,7 @@ def _measure(cmd: list[str], interval: float) -> dict:
                     if name == "IDLE":
                         continue
                     peaks[name] = max(peaks.get(name, 0.0), rss)
+                    rss_peaks[name] = max(rss_peaks.get(name, 0.0), info.rss)
                     workers += rss
                 total_peak = max(total_peak, workers)
             except psutil.NoSuchProcess:
@@ -142,13 +155,16 @@ def _measure(cmd: list[str], interval: float) -> dict:
     return {**summary, "driver_peak_mb": peaks.get("driver", 0) / 2**20,
             "worker_peak_mb": max(workers.values(), default=0) / 2**20,
             "workers_total_peak_mb": total_peak / 2**20,
-            "by_process_mb": {k: v / 2**20 for k, v in sorted(workers.items())}}
+            "by_process_mb": {k: v / 2**20 for k, v in sorted(workers.items())},
+            "rss_by_process_mb": {k: v / 2**20 for k, v in sorted(rss_peaks.items())}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", default="300,3000", help="short-clip input sizes, comma-separated")
-    parser.add_argument("--long-minutes", type=float, default=120.0, help="length of the long recording (0: skip)")
+    parser.add_argument("--long-minutes", default="20,120",
+                        help="lengths of the long recordings, comma-separated ('': none); the same memory for "
+                        "each shows it is bounded")
     parser.add_argument("--asr", action=argparse.BooleanOptionalAction, default=True,
                         help="run Whisper (the labeling job without branches); --no-asr: decode and sink only")
     parser.add_argument("--config", default="demo")
@@ -169,8 +185,8 @@ def main() -> None:
     overrides = ["branches={}", "ray.progress_bars=false", f"asr.enabled={str(args.asr).lower()}",
                  f"ray.temp_dir=/tmp/rsm{os.getpid()}", *args.set]
     cases = [(f"{n} clips", _clips(work, n)) for n in (int(x) for x in args.clips.split(",") if x)]
-    if args.long_minutes:
-        cases.append((f"{args.long_minutes:g} min recording", _long(work, args.long_minutes)))
+    for minutes in (float(x) for x in args.long_minutes.split(",") if x):
+        cases.append((f"{minutes:g} min recording", _long(work, minutes)))
     results = {}
     for name, manifest in cases:
         out = work / f"out-{name.replace(' ', '-')}"
@@ -180,15 +196,18 @@ def main() -> None:
         results[name] = {**_measure(cmd, args.interval), "process_s": time.perf_counter() - started}
         print(f"{name}: done in {results[name]['process_s']:.0f} s", flush=True)
 
-    first = next(iter(results.values()))
+    # Ratios against the first case of the same kind: clips against the fewest clips, recordings against
+    # the shortest recording.
+    baseline: dict[bool, dict] = {}
     print(f"\n{'case':>22} {'rows':>6} {'audio s':>8} {'wall s':>7} {'driver MB':>10} {'worker MB':>10} "
           f"{'all workers MB':>15} {'driver x':>9} {'worker x':>9}")
     for name, r in results.items():
+        first = baseline.setdefault(name.endswith("recording"), r)
         print(f"{name:>22} {r['rows']:>6} {r['audio_s']:>8.0f} {r['wall_s']:>7.0f} {r['driver_peak_mb']:>10.0f} "
               f"{r['worker_peak_mb']:>10.0f} {r['workers_total_peak_mb']:>15.0f} "
               f"{r['driver_peak_mb'] / first['driver_peak_mb']:>9.2f} "
               f"{r['worker_peak_mb'] / first['worker_peak_mb']:>9.2f}")
-    print("\npeak RSS per worker process (MB):")
+    print("\npeak private memory (RSS less shared pages) per worker process (MB):")
     for name, r in results.items():
         print(f"  {name}: " + ", ".join(f"{k} {v:.0f}" for k, v in r["by_process_mb"].items()))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

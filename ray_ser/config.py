@@ -73,7 +73,7 @@ class DecodeConfig(Frozen):
     min_speech_ms: int = Field(250, ge=0, description="VAD drops speech islands shorter than this.")
     min_silence_ms: int = Field(500, ge=0, description="A VAD cut needs at least this much silence.")
     max_input_s: float = Field(
-        600.0, gt=0, description="A recording whose header declares more than this is never loaded whole: it is "
+        300.0, gt=0, description="A recording whose header declares more than this is never loaded whole: it is "
         "read, resampled and cut by VAD in windows of this length, so a decode worker holds one window at a time "
         "whatever the file's length. At least twice max_segment_s.")
     min_sample_rate: int = Field(
