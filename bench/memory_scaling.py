@@ -26,6 +26,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -190,6 +191,7 @@ def main() -> None:
     results = {}
     for name, manifest in cases:
         out = work / f"out-{name.replace(' ', '-')}"
+        shutil.rmtree(out, ignore_errors=True)  # a fresh output: an earlier run's would be resumed, not redone
         cmd = [sys.executable, __file__, "--child", "--config", args.config, "--manifest", str(manifest),
                "--out", str(out), *(x for o in overrides for x in ("--set", o))]
         started = time.perf_counter()
