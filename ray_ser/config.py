@@ -147,6 +147,11 @@ class RayConfig(Frozen):
     num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local cluster (None: all cores).")
     temp_dir: str | None = Field(None, description="Ray's _temp_dir for a local cluster.")
     progress_bars: bool = Field(True, description="Ray Data progress output on the driver.")
+    block_mb: int = Field(
+        32, ge=1, description="Ray Data's target block size (MiB). A task holds a few blocks of its input and output "
+        "at a time, so this bounds the memory of the steps after decode: a long recording's segments carry their "
+        "audio in blocks of this size (Ray's default, 128, tripled the memory of those tasks on a 2-hour "
+        "recording; bench/memory_scaling.py).")
     max_worker_losses: int = Field(
         2, ge=1, description="An input that was being processed each time a stage's worker process died this many "
         "times (a native crash, the OOM killer) becomes an error row 'worker lost' (kind transient) instead of "

@@ -99,7 +99,9 @@ def configure_data_context(cfg: LabelConfig) -> None:
     """Ray Data's driver-side settings from the profile."""
     import ray.data
 
-    ray.data.DataContext.get_current().enable_progress_bars = cfg.ray.progress_bars
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = cfg.ray.progress_bars
+    context.target_max_block_size = cfg.ray.block_mb * 2**20
 
 
 def _run(cfg: LabelConfig, inputs: pa.Table, plans: list[StagePlan], ledger: str | None = None) -> ray.data.Dataset:
