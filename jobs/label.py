@@ -1,12 +1,12 @@
 """`ray job submit` entrypoint for the labeling job.
 
-    ray job submit --runtime-env jobs/runtime_env.yaml --working-dir . -- \
+    ray job submit --runtime-env jobs/runtime_env.yaml -- \
         python jobs/label.py --config production --input s3://corpus/manifest.parquet --output s3://labels/run1
 """
 
 import sys
 
-from ray_ser.cli import main
+from _entry import run
 
 if __name__ == "__main__":
-    sys.exit(main(["label", *sys.argv[1:]]))
+    sys.exit(run("label", sys.argv[1:]))

@@ -9,7 +9,9 @@ loaded on first use (PEP 562):
 - ``run_label_job(cfg, input_uri, output_uri)``: the labeling job (Ray Data), resumable, exactly once per row;
 - ``train_branches(cfg, manifest, output_uri, names=None)``: Ray Train, the branches side by side;
 - ``build_app(cfg)``: the Ray Serve application;
-- ``evaluate(rows, truth, branches)``: macro-F1, UAR and accuracy of the vote and each branch.
+- ``evaluate(predictions, truth, out=None)``: a labeling job's output scored against a manifest's truth
+  (macro-F1, UAR, accuracy, per class, confusion, calibration, agreement; metrics.json and report.html
+  in ``out``). ``ray_ser.evaluate.score_labels(rows, truth, branches)`` scores rows in memory.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ _LAZY = {
     "run_label_job": ("ray_ser.pipeline", "run_label_job"),
     "train_branches": ("ray_ser.train.loop", "train_branches"),
     "build_app": ("ray_ser.serve.app", "build_app"),
-    "evaluate": ("ray_ser.evaluate", "score_labels"),
+    "evaluate": ("ray_ser.evaluate", "evaluate_predictions"),
 }
 
 if TYPE_CHECKING:
     from ray_ser.config import load_config
-    from ray_ser.evaluate import score_labels as evaluate
+    from ray_ser.evaluate import evaluate_predictions as evaluate
     from ray_ser.pipeline import run_label_job
     from ray_ser.serve.app import build_app
     from ray_ser.train.loop import train_branches

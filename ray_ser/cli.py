@@ -29,14 +29,15 @@ def _label(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from ray_ser.config import load_config
-    from ray_ser.demo.run import label_command
-    from ray_ser.train.loop import format_train_result, train_branches
+    from ray_ser.report import label_command
+    from ray_ser.train.loop import format_fusion, format_train_result, train_branches
 
     cfg = load_config(args.config, args.set)
-    results = train_branches(cfg, args.manifest, args.out, names=args.branch)
-    print("\n\n".join(format_train_result(result) for result in results.values()))
-    print("\nlabel with these checkpoints:\n  " + label_command(
-        args.config, {name: r.checkpoint for name, r in results.items()}, args.set))
+    summary = train_branches(cfg, args.manifest, args.out, names=args.branch)
+    print("\n\n".join(format_train_result(result) for result in summary.branches.values()))
+    if summary.fusion is not None:
+        print("\n" + format_fusion(summary.fusion))
+    print("\nlabel with these checkpoints:\n  " + label_command(args.config, [*args.set, *summary.overrides()]))
     return 0
 
 
@@ -45,9 +46,20 @@ def _serve(args: argparse.Namespace) -> int:
     from ray_ser.serve.app import run_server
 
     cfg = load_config(args.config, args.set)
-    print(f"serving on http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix.rstrip('/')}/annotate")
+    base = f"http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix.rstrip('/')}"
+    print(f"serving POST {base}/v1/annotate (API docs: {base}/docs; probes: {base}/healthz, {base}/readyz)")
     run_server(cfg, blocking=True)
     return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    import json
+
+    from ray_ser.serve.client import query
+
+    status, body = query(args.file, args.url, args.token, args.transcript, args.speaker)
+    print(json.dumps(body, indent=1))
+    return 0 if status == 200 else 1
 
 
 def _adapt(args: argparse.Namespace) -> int:
@@ -72,11 +84,31 @@ def _serve_llm(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ray_ser.demo import DemoSizes, run_demo
+    from ray_ser.demo.run import DemoSizes, run_demo
 
     sizes = DemoSizes(train=args.n_train, heldout=args.n_heldout, seen=args.n_seen)
     result = run_demo(args.workdir, sizes, seed=args.seed, profile=args.config, overrides=tuple(args.set))
     print(result.report)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ray_ser.config import load_config
+    from ray_ser.evaluate import EvaluationError, evaluate_predictions, format_summary
+
+    cfg = load_config(args.config, args.set)
+    label_map = list(args.map)
+    if args.profile_rules:  # the profile's mappings ('drop' rows stay out, counted as outside the taxonomy)
+        label_map += [f"{'' if corpus == '*' else corpus + ':'}{raw}={target}"
+                      for corpus, rule in cfg.labels.rules.items() for raw, target in rule.items() if target != "drop"]
+    try:
+        evaluation = evaluate_predictions(args.predictions, args.truth, args.out, storage=cfg.storage,
+                                          label_column=args.label_column, corpus_column=args.corpus_column,
+                                          label_map=label_map, classes=cfg.labels.classes, bins=args.bins)
+    except EvaluationError as exc:
+        print(f"ray-ser evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(evaluation))
     return 0
 
 
@@ -95,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, helptext in (("label", _label, "label a corpus into Parquet"),
                                  ("train", _train, "fine-tune branches with Ray Train"),
                                  ("adapt", _adapt, "few-shot LoRA adaptation of a speech_llm branch"),
-                                 ("serve", _serve, "serve POST /annotate for single clips (Ray Serve)"),
+                                 ("serve", _serve, "serve POST /v1/annotate for single clips (Ray Serve)"),
                                  ("serve-llm", _serve_llm, "serve a speech_llm branch as an OpenAI API"),
                                  ("demo", _demo, "synthesize, label from an embedded S3, summarise")):
         cmd = sub.add_parser(name, help=helptext)
@@ -121,12 +153,39 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--branch", required=True, help="a trained speech_llm branch with a few_shot section")
     adapt.add_argument("--out", required=True, help="checkpoint storage directory or s3:// prefix")
     sub.choices["serve-llm"].add_argument("--branch", required=True, help="the speech_llm branch to serve")
+    query = sub.add_parser("query", help="annotate one audio file with a running `ray-ser serve` endpoint")
+    query.add_argument("file", help="an audio file (wav, flac, mp3, ogg)")
+    query.add_argument("--url", default="http://127.0.0.1:8000", help="the endpoint's base URL (with its route prefix)")
+    query.add_argument("--token", default=None, help="bearer token (default: $RAY_SER_TOKEN)")
+    query.add_argument("--transcript", default=None, help="use this transcript instead of the ASR's")
+    query.add_argument("--speaker", default=None, help="a training speaker's id")
+    query.set_defaults(func=_query)
     demo = sub.choices["demo"]
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--n-train", type=int, default=1200, help="training utterances (training speakers)")
     demo.add_argument("--n-heldout", type=int, default=240, help="test utterances, unseen speakers and sentences")
     demo.add_argument("--n-seen", type=int, default=160, help="test utterances, training speakers")
     demo.add_argument("--seed", type=int, default=7)
+    evaluate = sub.add_parser("evaluate", help="score a labeling job's output against a manifest's truth "
+                              "(metrics.json and a self-contained report.html)")
+    evaluate.add_argument("--predictions", required=True, help="the labeling job's output: directory or s3:// prefix")
+    evaluate.add_argument("--truth", required=True, help="manifest (csv/tsv/jsonl/parquet, local or s3://) with "
+                          "utterance_id, the label column and optionally corpus")
+    evaluate.add_argument("--out", required=True, help="directory or s3:// prefix for metrics.json and report.html")
+    evaluate.add_argument("--label-column", default="emotion", help="the truth's label column")
+    evaluate.add_argument("--corpus-column", default="corpus", help="scores per value of this column when present")
+    evaluate.add_argument("--map", action="append", default=[], metavar="[CORPUS:]LABEL=CLASS",
+                          help="score a truth label outside the taxonomy as a class, e.g. calm=neutral or "
+                          "ravdess:calm=neutral (repeatable); by default such rows are left out and counted")
+    evaluate.add_argument("--profile-rules", action="store_true",
+                          help="also apply the --config profile's labels.rules (what training mapped, e.g. "
+                          "ravdess calm -> neutral); the profile's labels.classes is always the taxonomy")
+    evaluate.add_argument("--bins", type=int, default=10, help="confidence bins of the reliability curve and ECE")
+    evaluate.add_argument("--config", default="demo", help="profile whose taxonomy (labels.classes) is scored and whose storage section "
+                          "reaches s3:// URIs")
+    evaluate.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                          help="override one config field, e.g. storage.s3_endpoint_url=... (repeatable)")
+    evaluate.set_defaults(func=_evaluate)
     return parser
 
 

@@ -4,7 +4,7 @@ One setting lives in one place: every knob of the labeling job, of training and 
 field here or in a branch family's settings (ray_ser/branches/<family>/settings.py), with a
 description; profiles (ray_ser/configs/*.yaml, shipped with the package) only choose values.
 Resources are read by one helper per runtime: ray_ser.pipeline.apply_stage (Ray Data),
-ray_ser.serve.app.build_app (Serve) and ray_ser.train.loop.fit_branch (Ray Train).
+ray_ser.serve.app.deployment_options (Serve) and ray_ser.train.loop.fit_branch (Ray Train).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from ray_ser.branches import BranchConfig
-from ray_ser.config_types import BranchBase, ConfigError, Frozen, StageResources, TaskResources
+from ray_ser.config_types import (BranchBase, ConfigError, Frozen, ServeAutoscaling, ServeDeployment,
+                                  ServeModelDeployment, StageResources, TaskResources)
+from ray_ser.labels import CORPUS_MAPPINGS, EMOTIONS
 
 __all__ = [
     "ConfigError",
@@ -32,6 +34,11 @@ __all__ = [
     "LabelsConfig",
     "SpeakerConfig",
     "VoteConfig",
+    "FusionConfig",
+    "ServeAutoscaling",
+    "ServeDeployment",
+    "ServeModelDeployment",
+    "ServeIngressDeployment",
     "ServeConfig",
     "BranchConfig",
     "LabelConfig",
@@ -52,8 +59,7 @@ class StorageConfig(Frozen):
         4, ge=1, le=20, description="Tries of each read and write against storage (input audio, Parquet parts, the "
         "output lease) while it fails transiently (an I/O error, a timeout, a dropped connection); what still "
         "fails is an error row of kind 'transient' that the next run retries (ray_ser/core/errors.py).")
-    io_backoff_s: float = Field(
-        0.5, ge=0, le=60, description="Wait before the second try; each later wait doubles.")
+    io_backoff_s: float = Field(0.5, ge=0, le=60, description="Wait before the second try; each later wait doubles.")
 
 
 class DecodeResources(StageResources):
@@ -122,6 +128,10 @@ class AsrConfig(Frozen):
     runtime_env: dict[str, Any] | None = Field(
         None, description="Ray runtime_env for the ASR actors (how whisperx gets its own torch)."
     )
+    share_encoder: bool = Field(
+        True, description="A branch whose checkpoint reads exactly this ASR's Whisper encoder (an encoder_probe "
+        "with base_model 'asr') gets each clip's pooled encoder states from the ASR's own pass instead of "
+        "encoding the clip again: identical labels, one encoder pass. Off only to measure what it saves.")
     resources: AsrResources = Field(AsrResources(), description="Scheduling of the ASR actor pool.")
 
 
@@ -146,17 +156,16 @@ class RayConfig(Frozen):
     )
     num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local cluster (None: all cores).")
     temp_dir: str | None = Field(None, description="Ray's _temp_dir for a local cluster.")
-    progress_bars: bool = Field(True, description="Ray Data progress output on the driver.")
-    block_mb: int = Field(
-        32, ge=1, description="Ray Data's target block size (MiB). A task holds a few blocks of its input and output "
-        "at a time, so this bounds the memory of the steps after decode: a long recording's segments carry their "
-        "audio in blocks of this size (Ray's default, 128, tripled the memory of those tasks on a 2-hour "
-        "recording; bench/memory_scaling.py).")
-    max_worker_losses: int = Field(
-        2, ge=1, description="An input that was being processed each time a stage's worker process died this many "
-        "times (a native crash, the OOM killer) becomes an error row 'worker lost' (kind transient) instead of "
-        "being retried forever; the rest of its batch is written. After the first loss, the batch is processed "
-        "one input at a time to find the culprit.")
+    progress_bars: bool = Field(True, description="The driver's own progress output: one line for labeling (rows, "
+                                "rows/s, audio hours per hour, errors, ETA) and one per training epoch and branch. "
+                                "Ray Data's per-operator progress always goes to Ray's log files.")
+    block_mb: int = Field(32, ge=1, description="Ray Data's target block size (MiB): it bounds the memory of the steps "
+                          "after decode, which hold a few blocks of a long recording's segment audio at a time "
+                          "(Ray's 128 tripled it on a 2-hour recording; bench/memory_scaling.py).")
+    max_worker_losses: int = Field(2, ge=1, description="An input being processed each time a stage's worker process "
+                                   "died this many times (a native crash, the OOM killer) becomes an error row 'worker "
+                                   "lost' (kind transient), the rest of its batch written; after the first loss, the "
+                                   "batch is processed one input at a time to find the culprit.")
 
 
 class ColumnsConfig(Frozen):
@@ -166,6 +175,14 @@ class ColumnsConfig(Frozen):
                          "profiled for speaker-normalised branches.")
     text: str = Field("text", description="A transcript the text branches train on (training manifests).")
     label: str = Field("emotion", description="The emotion label (training and few-shot manifests).")
+    corpus: str = Field("corpus", description="Each row's corpus name (optional): picks the label rules and "
+                        "built-in codes of labels.rules for that row.")
+
+
+# Labels of the shared corpora that have no class in the 8-class taxonomy, and what becomes of them by
+# default: RAVDESS "calm" is a low-arousal neutral delivery (the customary merge); EmoDB "boredom"
+# sits between neutral and sad, so its clips are left out of training rather than taught as either.
+DEFAULT_LABEL_RULES: dict[str, dict[str, str]] = {"ravdess": {"calm": "neutral"}, "emodb": {"boredom": "drop"}}
 
 
 class ManifestConfig(Frozen):
@@ -178,15 +195,60 @@ class ManifestConfig(Frozen):
 
 
 class LabelsConfig(Frozen):
-    """How a manifest's labels map onto the taxonomy (ray_ser/labels.py)."""
+    """The taxonomy, and how each corpus's labels map onto it (ray_ser/labels.py)."""
 
+    classes: tuple[str, ...] = Field(
+        EMOTIONS, min_length=2, description="The classes every branch predicts and the output carries, in the "
+        "order of every probability vector. Default: MSP-Podcast's 8 (neutral, happy, sad, angry, surprise, fear, "
+        "disgust, contempt). A checkpoint trained on other classes is refused by name.")
+    rules: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_LABEL_RULES.items()},
+        description="Per corpus (the row's corpus column, else labels.corpus; '*' for every corpus): a raw label "
+        "-> a class, or 'drop' to leave such rows out of training, few-shot examples and scoring. Default: "
+        "RAVDESS calm -> neutral, EmoDB boredom dropped. A label no rule, code table or synonym maps to a class "
+        "is an error naming it.")
     corpus: str | None = Field(
-        None, description="Label mapping of the training manifest's corpus (ravdess, crema-d, iemocap, "
-        "msp-podcast); None: labels are already the taxonomy's words.")
+        None, description="The corpus of manifests without a corpus column: its rules and built-in codes "
+        "(ravdess, crema-d, iemocap, msp-podcast) apply; None: labels are already the taxonomy's words.")
+
+    @model_validator(mode="after")
+    def _classes_are_words(self) -> LabelsConfig:
+        import re
+
+        bad = [c for c in self.classes if not re.fullmatch(r"[a-z][a-z_]*", c)]
+        if bad or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"labels.classes must be distinct lower-case words; got {list(self.classes)}")
+        for corpus, rule in self.rules.items():
+            unknown = {k: v for k, v in rule.items() if v != "drop" and v not in self.classes}
+            if unknown:
+                raise ValueError(f"labels.rules.{corpus} maps to {unknown}, which are not in labels.classes")
+        if self.corpus is not None and self.corpus.lower() not in CORPUS_MAPPINGS and self.corpus not in self.rules:
+            raise ValueError(f"labels.corpus {self.corpus!r} has neither built-in codes ({sorted(CORPUS_MAPPINGS)}) "
+                             "nor labels.rules")
+        return self
 
 
 class SpeakerConfig(Frozen):
     """Speaker profiles in the labeling job, for speaker-normalised branches."""
+
+    estimate: bool = Field(
+        True, description="Clips without a speaker id are grouped by voice (GE2E speaker embeddings, "
+        "agglomerative clustering; ray_ser/models/features/speaker_embedding.py) before labeling, and "
+        "speaker-normalised branches profile each group as a speaker. Off: such clips are labelled unshifted.")
+    max_groups: int = Field(
+        8, ge=1, description="The most voice groups the clips without a speaker id are split into (at most one "
+        "per 10 clips); the number is chosen by silhouette up to it.")
+    min_separation: float = Field(
+        0.35, ge=-1, le=1, description="The silhouette a grouping must reach; below it the clips count as one "
+        "voice. Few groups cost little (two speakers share a profile), many cost much (one speaker's angry and "
+        "calm clips profiled apart lose their emotion), so the rule leans to few: on EmoDB and RAVDESS, clips of "
+        "one corpus stay one group or split by gender, and a batch mixing the two corpora splits by corpus.")
+    max_estimated_clips: int = Field(
+        50_000, ge=1, description="The most clips without a speaker id the job groups in one run (their "
+        "embeddings and feature sums are held on the driver); beyond it the job stops with a clear error: "
+        "name the speakers, or label the corpus in parts.")
+    group_resources: TaskResources = Field(
+        TaskResources(), description="Scheduling of the tasks that write each clip's voice group into the rows.")
 
     resources: StageResources = Field(
         StageResources(), description="Scheduling of the speaker-statistics pass, which reads the audio of rows "
@@ -207,22 +269,82 @@ class VoteConfig(Frozen):
     resources: TaskResources = Field(TaskResources(), description="Scheduling of the vote tasks.")
 
 
-class ServeConfig(Frozen):
-    """The Ray Serve endpoint for single clips (`ray-ser serve`)."""
+class FusionConfig(Frozen):
+    """The learned fusion over the branches (ray_ser/core/fusion.py); the majority vote is kept beside it."""
 
-    host: str = Field("127.0.0.1", description="Address the HTTP proxy binds.")
+    method: Literal["none", "weights", "stacking"] = Field(
+        "none", description="none: the output's label is the majority vote. weights: per-branch weights on the "
+        "branches' log-probabilities; stacking: a logistic regression over them. Both are fitted by `ray-ser "
+        "train` on clips of held-out speakers and decide the output's label.")
+    checkpoint: str | None = Field(
+        None, description="The fitted fusion (fusion.json; what `ray-ser train` prints). Labeling with a method "
+        "other than none needs it.")
+    holdout_speakers: float = Field(
+        0.2, gt=0, lt=1, description="`ray-ser train` with a fusion method: the share of speakers (hashed by id; "
+        "clips when a manifest names none) left out of every branch's training, labelled by the trained "
+        "branches, and used to fit the fusion, so it learns how each branch does on voices it never heard.")
+
+
+class ServeIngressDeployment(ServeDeployment):
+    """The HTTP ingress: parses, authenticates and decodes, then awaits the model deployments; light on CPU,
+    so it holds more requests than the models do (a request waiting on a model costs it no CPU)."""
+
+    num_cpus: float = Field(0.25, ge=0, description="Logical CPUs per ingress replica.")
+    max_ongoing_requests: int = Field(32, ge=1, description="Requests an ingress replica holds at once.")
+    max_queued_requests: int = Field(64, ge=1, description="Requests waiting for an ingress replica; past it "
+                                     "Serve's proxy answers 503.")
+    request_timeout_s: float = Field(60.0, gt=0, description="End-to-end limit of one HTTP request.")
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class ServeConfig(Frozen):
+    """The Ray Serve endpoint for single clips (`ray-ser serve`): an ingress, an ASR deployment and one
+    deployment per branch (each branch's own `serve` section), each scaled on its own."""
+
+    host: str = Field("127.0.0.1", description="Address the HTTP proxy binds. Anything but loopback needs "
+                      "require_token: true.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
-    route_prefix: str = Field("/", description="URL prefix of the application.")
-    num_replicas: int = Field(1, ge=1, description="Replicas of the endpoint (each holds ASR + all branches).")
-    num_cpus: float = Field(1.0, ge=0, description="Logical CPUs per replica.")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica.")
-    max_ongoing_requests: int = Field(4, ge=1, description="Concurrent requests per replica before queueing.")
-    max_clip_seconds: float = Field(60.0, gt=0, description="Longer clips get 413; long audio belongs "
-                                    "in the labeling job.")
-    max_body_mb: float = Field(20.0, gt=0, description="Larger request bodies get 413.")
+    route_prefix: str = Field("/", description="URL prefix of the application (its routes are under it).")
+    token_env: str = Field("RAY_SER_TOKEN", min_length=1, description="Environment variable (on the ingress "
+                           "replicas' nodes) holding the bearer token; when it is set, every route but the "
+                           "probes and the docs needs `Authorization: Bearer <token>`.")
+    token_file: str | None = Field(None, description="A file holding the bearer token (e.g. a mounted secret); "
+                                   "wins over token_env.")
+    require_token: bool = Field(False, description="Refuse to start without a token (from token_file or "
+                                "token_env). Required when host is not a loopback address.")
+    max_body_mb: float = Field(20.0, gt=0, description="Larger request bodies get 413, counted while the body "
+                               "streams in (chunked bodies included).")
+    max_inflight_body_mb: float = Field(
+        48.0, gt=0, description="Request bodies one ingress replica holds at once, summed over its requests; a "
+        "request that would pass it gets 503 at once (retry later). Bounds the ingress's memory however many "
+        "large uploads arrive together; 3 s clips (~100 KB) never meet it.")
+    max_clip_seconds: float = Field(30.0, gt=0, description="Longer clips get 413, from the file header where "
+                                    "it says the duration, and decoding stops there otherwise. 30 s is Whisper's "
+                                    "window: a longer clip would be transcribed in part; long audio belongs in the "
+                                    "labeling job, which cuts it at pauses.")
+    max_text_chars: int = Field(2000, ge=1, description="Longest `transcript` or `speaker` a request may send "
+                                "(400 past it).")
+    ingress: ServeIngressDeployment = Field(ServeIngressDeployment(), description="The HTTP ingress deployment.")
+    asr: ServeModelDeployment = Field(ServeModelDeployment(), description="The ASR deployment.")
     llm_route_prefix: str = Field("/llm", description="`ray-ser serve-llm`: URL prefix of the OpenAI-compatible "
                                   "speech-LLM app (its API is under PREFIX/v1).")
     llm_replicas: int = Field(1, ge=1, description="`ray-ser serve-llm`: replicas of the speech-LLM server.")
+    llm_allowed_media_domains: tuple[str, ...] = Field(
+        (), description="`ray-ser serve-llm`: host names whose http(s) audio URLs the server may fetch. Empty: "
+        "no URL is fetched (audio travels inline). file:// and private addresses are always refused.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServeConfig:
+        if self.max_inflight_body_mb < self.max_body_mb:
+            raise ValueError(f"max_inflight_body_mb ({self.max_inflight_body_mb}) must be >= max_body_mb "
+                             f"({self.max_body_mb}), or the largest body allowed is always refused")
+        if self.host not in _LOOPBACK and not self.host.startswith("127.") and not self.require_token:
+            raise ValueError(f"host {self.host!r} exposes the endpoint beyond this machine: set "
+                             f"serve.require_token: true (the token comes from ${self.token_env} or "
+                             "serve.token_file)")
+        return self
 
 
 class LabelConfig(Frozen):
@@ -236,12 +358,13 @@ class LabelConfig(Frozen):
     ray: RayConfig = Field(RayConfig(), description="Ray connection.")
     columns: ColumnsConfig = Field(ColumnsConfig(), description="Manifest column names.")
     manifest: ManifestConfig = Field(ManifestConfig(), description="Reading the input manifest.")
-    labels: LabelsConfig = Field(LabelsConfig(), description="Label mapping of training manifests.")
+    labels: LabelsConfig = Field(LabelsConfig(), description="The taxonomy and each corpus's label rules.")
     branches: dict[str, BranchConfig] = Field(
         default_factory=dict, description="Voting branches by name, in plan order; each adds "
         "<name>_label and <name>_probs. Empty: an ASR-only run.")
     speakers: SpeakerConfig = Field(SpeakerConfig(), description="Speaker profiling.")
     vote: VoteConfig = Field(VoteConfig(), description="The vote across branches.")
+    fusion: FusionConfig = Field(FusionConfig(), description="The learned fusion that decides the label.")
     serve: ServeConfig = Field(ServeConfig(), description="The single-clip HTTP endpoint.")
     cache_dir: str | None = Field(
         None, description="Where offline weights are assembled and remote checkpoints cached; "
@@ -279,6 +402,13 @@ class LabelConfig(Frozen):
             raise ConfigError(
                 f"branches {missing} have no checkpoint: train them (ray-ser train --branch NAME ...) and pass "
                 f"--set branches.NAME.checkpoint=PATH, or run ASR only with --set 'branches={{}}'")
+
+    def require_fusion(self) -> None:
+        """A fusion method needs the fitted fusion (what `ray-ser train` prints)."""
+        if self.fusion.method != "none" and self.branches and not self.fusion.checkpoint:
+            raise ConfigError(f"fusion.method is {self.fusion.method!r} but fusion.checkpoint is not set: pass the "
+                              "fusion.json `ray-ser train` wrote (--set fusion.checkpoint=PATH), or "
+                              "--set fusion.method=none to label with the majority vote")
 
     def require_transcripts(self) -> None:
         """Branches that read transcripts need ASR on."""

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["ConfigError", "Frozen", "StageResources", "TaskResources", "BranchResources", "TrainBase",
-           "BranchBase", "Loss", "InputKind"]
+           "BranchBase", "Loss", "InputKind", "ServeAutoscaling", "ServeDeployment", "ServeModelDeployment"]
 
 
 class ConfigError(ValueError):
@@ -54,6 +54,55 @@ class BranchResources(StageResources):
 
     num_cpus: float = Field(1.0, ge=0, description="Logical CPUs reserved per branch actor.")
     batch_size: int = Field(16, ge=1, description="Rows per batch a branch actor predicts at once.")
+
+
+class ServeAutoscaling(Frozen):
+    """How many replicas of one Serve deployment run: Serve adds replicas while the requests in flight per
+    replica stay above the target, down to min_replicas when idle (min == max: a fixed count)."""
+
+    min_replicas: int = Field(1, ge=1, description="Replicas kept when idle.")
+    max_replicas: int = Field(1, ge=1, description="Most replicas under load.")
+    target_ongoing_requests: float = Field(
+        2.0, gt=0, description="Requests in flight per replica that Serve steers towards when scaling.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ServeAutoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) must be >= min_replicas ({self.min_replicas})")
+        return self
+
+
+class ServeDeployment(Frozen):
+    """One Ray Serve deployment: its resources, its scaling and its admission limits. Applied only by
+    ray_ser.serve.app.deployment_options."""
+
+    num_cpus: float = Field(1.0, ge=0, description="Logical CPUs per replica.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs (fractions allowed) per replica.")
+    autoscaling: ServeAutoscaling = Field(ServeAutoscaling(), description="Replica count and autoscaling.")
+    max_ongoing_requests: int = Field(8, ge=1, description="Requests a replica works on at once; more wait in "
+                                      "the caller's queue.")
+    max_queued_requests: int = Field(
+        32, ge=1, description="Requests waiting for a replica, per caller; past it the request is refused at "
+        "once (503, retry later) instead of queueing without bound.")
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="How long one call to this deployment may take before the request is answered "
+        "504 (for the ingress: the whole HTTP request, Serve's end-to-end timeout).")
+
+
+class ServeModelDeployment(ServeDeployment):
+    """A deployment holding a model (ASR, one branch): requests from concurrent clients are batched."""
+
+    max_batch_size: int = Field(8, ge=1, description="Clips one model call takes at most (@serve.batch); 1 "
+                                "turns batching off.")
+    batch_wait_timeout_s: float = Field(
+        0.01, ge=0, description="How long the first clip of a batch waits for others before the batch runs.")
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> ServeModelDeployment:
+        if self.max_ongoing_requests < self.max_batch_size:
+            raise ValueError(f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= max_batch_size "
+                             f"({self.max_batch_size}), or no batch ever fills")
+        return self
 
 
 Loss = Literal["ce", "weighted_ce", "focal", "weighted_focal"]
@@ -107,6 +156,8 @@ class BranchBase(Frozen):
     weight: float = Field(1.0, gt=0, description="Vote weight of this branch.")
     device: Literal["cpu", "cuda"] = Field("cpu", description="Torch device of the branch actors.")
     resources: BranchResources = Field(BranchResources(), description="Scheduling of the branch's actor pool.")
+    serve: ServeModelDeployment = Field(ServeModelDeployment(), description="The branch's Ray Serve deployment "
+                                        "(`ray-ser serve`): resources, scaling, admission and batching.")
     train: TrainBase | None = Field(None, description="How to fine-tune it; None: not trainable here.")
 
     @model_validator(mode="after")
@@ -114,6 +165,9 @@ class BranchBase(Frozen):
         if self.device == "cpu" and self.resources.num_gpus > 0:
             raise ValueError(f"device is cpu but resources.num_gpus={self.resources.num_gpus}: a CPU branch "
                              "must not hold GPUs")
+        if self.device == "cpu" and self.serve.num_gpus > 0:
+            raise ValueError(f"device is cpu but serve.num_gpus={self.serve.num_gpus}: a CPU branch's Serve "
+                             "replicas must not hold GPUs")
         return self
 
     def input_kind(self) -> InputKind:

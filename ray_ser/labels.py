@@ -6,11 +6,15 @@ with another label set is mapped once, at the edge, and never inside a stage.
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 __all__ = [
     "EMOTIONS",
     "NUM_CLASSES",
+    "DROP",
     "index_of",
     "normalize_label",
+    "map_label",
     "CORPUS_MAPPINGS",
 ]
 
@@ -58,16 +62,20 @@ _SYNONYMS = {
 }
 
 
-def index_of(label: str) -> int:
-    """The class index of a canonical label; raises ValueError naming the label set."""
+# A rule's target that means "leave rows with this label out" (training, few-shot, scoring).
+DROP = "drop"
+
+
+def index_of(label: str, classes: Sequence[str] = EMOTIONS) -> int:
+    """The class index of a label in the taxonomy; raises ValueError naming the label set."""
     try:
-        return _INDEX[label]
-    except KeyError:
-        raise ValueError(f"unknown emotion {label!r}; expected one of {list(EMOTIONS)}") from None
+        return _INDEX[label] if classes is EMOTIONS else list(classes).index(label)
+    except (KeyError, ValueError):
+        raise ValueError(f"unknown emotion {label!r}; expected one of {list(classes)}") from None
 
 
-def normalize_label(raw: str, corpus: str | None = None) -> str:
-    """Map a corpus label (code, synonym or canonical name) onto EMOTIONS."""
+def normalize_label(raw: str, corpus: str | None = None, classes: Sequence[str] = EMOTIONS) -> str:
+    """Map a corpus label (code, synonym or canonical name) onto the taxonomy; ValueError if it has no class."""
     key = raw.strip()
     if corpus is not None:
         mapping = CORPUS_MAPPINGS.get(corpus.lower())
@@ -76,6 +84,25 @@ def normalize_label(raw: str, corpus: str | None = None) -> str:
         if key in mapping:
             return mapping[key]
     lowered = key.lower()
-    lowered = _SYNONYMS.get(lowered, lowered)
-    index_of(lowered)
+    if lowered not in classes:
+        lowered = _SYNONYMS.get(lowered, lowered)
+    index_of(lowered, classes)
     return lowered
+
+
+def map_label(raw: str, corpus: str | None, rules: Mapping[str, Mapping[str, str]],
+              classes: Sequence[str] = EMOTIONS) -> str | None:
+    """A manifest label as a class of the taxonomy, or None where the corpus's rule drops it.
+
+    rules maps a corpus name to {raw label: class or "drop"}; a rule of the corpus "*" applies to
+    every corpus. A label no rule names goes through the corpus's built-in codes and the synonyms
+    (``normalize_label``); ValueError if it still has no class.
+    """
+    key = raw.strip()
+    for scope in (corpus.lower() if corpus else None, "*"):
+        rule = rules.get(scope, {}) if scope else {}
+        target = rule.get(key, rule.get(key.lower()))
+        if target is not None:
+            return None if target == DROP else normalize_label(target, None, classes)
+    codes = corpus if corpus and corpus.lower() in CORPUS_MAPPINGS else None  # a corpus with rules alone has none
+    return normalize_label(key, codes, classes)

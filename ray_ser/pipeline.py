@@ -32,9 +32,10 @@ if TYPE_CHECKING:
 
     from ray_ser.config import LabelConfig
     from ray_ser.stages.base import StagePlan
+    from ray_ser.stages.speaker import SpeakerProfiles
 
-__all__ = ["LabelSummary", "collect_speaker_statistics", "label_plan", "build_label_plan", "stage_arguments",
-           "apply_stage", "run_label_job", "new_run_id", "refuse_local_output_on_cluster", "guard_plan",
+__all__ = ["LabelSummary", "collect_speaker_statistics", "label_plan", "stage_arguments", "apply_stage",
+           "label_progress", "run_label_job", "new_run_id", "refuse_local_output_on_cluster", "guard_plan",
            "output_lease"]
 
 
@@ -96,12 +97,24 @@ def _to_blocks(table: pa.Table, batch_size: int) -> list[pa.Table]:
 
 
 def configure_data_context(cfg: LabelConfig) -> None:
-    """Ray Data's driver-side settings from the profile."""
+    """Ray Data's driver-side settings: its per-operator progress goes to its log files only (the
+    driver prints one line of its own, ``label_progress``); its block size from the profile."""
     import ray.data
 
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = cfg.ray.progress_bars
-    context.target_max_block_size = cfg.ray.block_mb * 2**20
+    from ray_ser.progress import quiet_ray_console
+
+    quiet_ray_console()
+    ray.data.DataContext.get_current().target_max_block_size = cfg.ray.block_mb * 2**20
+
+
+def label_progress(cfg: LabelConfig, total: int, plans: list[StagePlan], title: str = "labeling",
+                   stage: str | None = None):
+    """The driver's progress line over a plan: rows done by ``stage`` (default: the last stage before
+    the sink) of ``total``; silent when ``ray.progress_bars`` is off."""
+    from ray_ser.progress import LabelProgress
+
+    watched = stage or (plans[-2] if len(plans) > 1 else plans[-1]).name
+    return LabelProgress(total, watched.replace(" ", "_"), enabled=cfg.ray.progress_bars, title=title)
 
 
 def _run(cfg: LabelConfig, inputs: pa.Table, plans: list[StagePlan], ledger: str | None = None) -> ray.data.Dataset:
@@ -146,54 +159,58 @@ def refuse_local_output_on_cluster(output_uri: str) -> None:
                           "them. Write to object storage (s3://bucket/prefix) instead")
 
 
-def collect_speaker_statistics(cfg: LabelConfig, inputs: pa.Table, ledger: str | None = None) -> dict[str, dict]:
-    """branch -> speaker -> statistics, for the speaker-normalised branches; {} when there are none."""
+def collect_speaker_statistics(cfg: LabelConfig, inputs: pa.Table, ledger: str | None = None) -> SpeakerProfiles:
+    """Every speaker's statistics for the speaker-normalised branches, and the voice group of each clip
+    that names no speaker (speakers.estimate); empty when no branch is speaker-normalised. With a ledger
+    (the name of a running WorkerLossLedger), its actor stages run behind the worker-loss guard."""
     import pyarrow.compute as pc
 
     from ray_ser.core.branch import uses_speaker_statistics
     from ray_ser.stages.decode import decode_plans
-    from ray_ser.stages.speaker import SpeakerStatisticsStage, add_batches
+    from ray_ser.stages.speaker import SpeakerProfiles, SpeakerStatisticsStage, add_batches
 
     branches = tuple(n for n, b in cfg.branches.items() if uses_speaker_statistics(b, cfg.storage))
     if not branches:
-        return {}
-    named = inputs.filter(pc.and_(pc.is_valid(inputs.column("speaker")), pc.is_null(inputs.column("manifest_error"))))
-    statistics = {name: {} for name in branches}
-    if named.num_rows:
-        ds = _run(cfg, named, [*decode_plans(cfg), SpeakerStatisticsStage.plan(branches, cfg)], ledger)
-        statistics.update(add_batches(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
-    return statistics
+        return SpeakerProfiles()
+    readable = pc.is_null(inputs.column("manifest_error"))
+    estimate = cfg.speakers.estimate
+    rows = inputs.filter(readable if estimate else pc.and_(pc.is_valid(inputs.column("speaker")), readable))
+    profiles = SpeakerProfiles({name: {} for name in branches})
+    if rows.num_rows:
+        plans = [*decode_plans(cfg), SpeakerStatisticsStage.plan(branches, cfg)]
+        with label_progress(cfg, rows.num_rows, plans, title="speaker profiles", stage=plans[0].name):
+            found = add_batches(_run(cfg, rows, plans, ledger).iter_batches(batch_format="pyarrow", batch_size=None),
+                                cfg.speakers)
+        profiles.statistics.update(found.statistics)
+        profiles.clusters = found.clusters
+    return profiles
 
 
 def label_plan(cfg: LabelConfig, output_uri: str, run_id: str, skip_ids: frozenset[str] = frozenset(),
-               speaker_statistics: dict[str, dict] | None = None) -> list[StagePlan]:
-    """The labeling job's stages in order: decode (and long recordings' segments), ASR, each branch, the vote,
-    the sink."""
+               speakers: SpeakerProfiles | None = None) -> list[StagePlan]:
+    """The labeling job's stages in order: decode (and long recordings' segments), (voice groups,) ASR, each
+    branch, the decision, the sink."""
+    from ray_ser.core.branch import shares_asr_encoder
     from ray_ser.stages import sink, vote
     from ray_ser.stages.asr import AsrStage
     from ray_ser.stages.branch import BranchStage
     from ray_ser.stages.decode import decode_plans
+    from ray_ser.stages.speaker import SpeakerProfiles, cluster_plan
 
-    speaker_statistics = speaker_statistics or {}
+    speakers = speakers or SpeakerProfiles()
+    grouped = bool(speakers.clusters)
+    sharing = {name for name, branch in cfg.branches.items() if shares_asr_encoder(branch, cfg)}
     plans = decode_plans(cfg, skip_ids)
+    if grouped:
+        plans.append(cluster_plan(cfg, speakers.clusters))
     if cfg.asr.enabled:
-        plans.append(AsrStage.plan(cfg))
-    plans += [BranchStage.plan(name, cfg, speaker_statistics.get(name)) for name in cfg.branches]
+        plans.append(AsrStage.plan(cfg, pooled_states=bool(sharing)))
+    plans += [BranchStage.plan(name, cfg, speakers.statistics.get(name), name in sharing, grouped)
+              for name in cfg.branches]
     if cfg.branches:
         plans.append(vote.plan(cfg))
     plans.append(sink.plan(cfg, output_uri, run_id))
     return plans
-
-
-def build_label_plan(cfg: LabelConfig, inputs: pa.Table, output_uri: str, run_id: str,
-                     skip_ids: frozenset[str] = frozenset(),
-                     speaker_statistics: dict[str, dict] | None = None, ledger: str | None = None) -> ray.data.Dataset:
-    """The lazy Ray Data plan; iterating it writes Parquet and yields one summary row per file.
-
-    speaker_statistics (branch -> speaker -> statistics) feeds speaker-normalised branches; with a ledger
-    (the name of a running WorkerLossLedger), actor stages run behind the worker-loss guard.
-    """
-    return _run(cfg, inputs, label_plan(cfg, output_uri, run_id, skip_ids, speaker_statistics), ledger)
 
 
 def job_inputs(cfg: LabelConfig, input_uri: str):
@@ -211,12 +228,15 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
     import pyarrow.compute as pc
     import ray
 
+    from ray_ser.core.branch import require_matching_classes
     from ray_ser.runtime import ray_session
     from ray_ser.stages.guard import start_ledger
 
     started = time.perf_counter()
     cfg.require_checkpoints()
     cfg.require_transcripts()
+    cfg.require_fusion()
+    require_matching_classes(cfg)
     run_id = run_id or new_run_id()
     input_set = job_inputs(cfg, input_uri)
     rows = ok = files = given_up = 0
@@ -236,15 +256,17 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
                 ledger = start_ledger(ledger_name)
                 # Statistics cover every input, labelled before or not: a speaker's profile does not
                 # depend on where an interrupted run stopped.
-                statistics = collect_speaker_statistics(cfg, input_set.table, ledger_name)
-                plan = build_label_plan(cfg, table, output_uri, run_id, progress.partial_segment_ids, statistics,
-                                        ledger_name)
-                for batch in plan.iter_batches(batch_format="pyarrow", batch_size=None):
-                    lease.check()
-                    rows += sum(batch.column("rows").to_pylist())
-                    ok += sum(batch.column("ok").to_pylist())
-                    files += sum(1 for f in batch.column("file").to_pylist() if f)
-                    seconds += sum(batch.column("audio_s").to_pylist())
+                speakers = collect_speaker_statistics(cfg, input_set.table, ledger_name)
+                plans = label_plan(cfg, output_uri, run_id, progress.partial_segment_ids, speakers)
+                with label_progress(cfg, table.num_rows, plans) as line:
+                    for batch in _run(cfg, table, plans, ledger_name).iter_batches(batch_format="pyarrow",
+                                                                                    batch_size=None):
+                        lease.check()
+                        rows += sum(batch.column("rows").to_pylist())
+                        ok += sum(batch.column("ok").to_pylist())
+                        files += sum(1 for f in batch.column("file").to_pylist() if f)
+                        seconds += sum(batch.column("audio_s").to_pylist())
+                        line.written(rows, rows - ok, seconds)
                 given_up = sum(n >= cfg.ray.max_worker_losses for n in ray.get(ledger.lost.remote()).values())
                 ray.kill(ledger)
     return LabelSummary(

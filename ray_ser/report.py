@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -9,7 +10,7 @@ if TYPE_CHECKING:
     from ray_ser.config import StorageConfig
     from ray_ser.pipeline import LabelSummary
 
-__all__ = ["format_summary", "format_scores"]
+__all__ = ["format_summary", "format_scores", "label_command"]
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -60,3 +61,11 @@ def format_scores(scores: dict[str, dict]) -> str:
     if branches and "vote" in scores:
         lines.append(f"  vote - best branch: {scores['vote']['macro_f1'] - max(branches):+.3f}")
     return "\n".join(lines)
+
+
+def label_command(profile: str, overrides: list[str] | tuple[str, ...] = ()) -> str:
+    """The exact `ray-ser label` command with these --set lines (the trained checkpoints among them)."""
+    parts = ["ray-ser", "label", "--config", profile, "--input", "MANIFEST_OR_PREFIX", "--output", "OUT_URI"]
+    for override in overrides:
+        parts += ["--set", override]
+    return shlex.join(parts)

@@ -16,6 +16,10 @@ start, end         float64     Seconds within the source (null: whole file).
 duration           float64     Seconds of audio the row covers (null if undecodable).
 segment_index      int32       0-based index of this segment within its input.
 segment_count      int32       Segments the input was split into (1 for most rows).
+speaker            string      The manifest's speaker id (columns.speaker), null when none.
+speaker_cluster    string      For a clip without a speaker id: the voice group the speaker pass
+                               put it in ("~1", "~2", ...; speakers.estimate), whose profile
+                               speaker-normalised branches used. Null otherwise.
 transcript         string      Whisper transcript (null when ASR did not run or failed).
 language           string      Language code used or detected by ASR.
 asr_avg_logprob    float32     Mean token log-probability of the transcript.
@@ -32,8 +36,20 @@ warnings           string      Non-fatal problems of a labelled row ("; "-joined
 run_id             string      Identifies the job run that wrote the row.
 =================  ==========  ==========================================================
 
-Emotion columns (label, confidence, agreement, <branch>_label, <branch>_probs)
-are appended by the branches and the vote; see ``label_fields``.
+Emotion columns are appended by the branches and the decision; see ``label_fields``:
+
+=================  ==========  ==========================================================
+label              string      The final answer: the learned fusion where the profile has
+                               one (fusion.method), else the majority vote.
+confidence         float32     The final answer's probability (the fusion's), or the vote's
+                               mean probability of its winner.
+agreement          float32     Share of the voting branches that chose ``label``.
+probs              list<f32>   The final distribution over labels.classes, in that order.
+vote_label         string      Abhinaya's majority vote, kept whatever decides ``label``.
+vote_confidence    float32     The vote winner's mean probability over the voting branches.
+<branch>_label     string      Each branch's label (null where it abstained or failed).
+<branch>_probs     list<f32>   Each branch's distribution over labels.classes.
+=================  ==========  ==========================================================
 """
 
 from __future__ import annotations
@@ -60,6 +76,7 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("input_id", "string"),
     ("source", "string"),
     ("speaker", "string"),
+    ("speaker_cluster", "string"),
     ("start", "float64"),
     ("end", "float64"),
     ("duration", "float64"),
@@ -87,6 +104,9 @@ def label_fields(branches: tuple[str, ...] | list[str]) -> list[pa.Field]:
         pa.field("label", pa.string()),
         pa.field("confidence", pa.float32()),
         pa.field("agreement", pa.float32()),
+        pa.field("probs", pa.list_(pa.float32())),
+        pa.field("vote_label", pa.string()),
+        pa.field("vote_confidence", pa.float32()),
     ]
     for name in branches:
         fields.append(pa.field(f"{name}_label", pa.string()))

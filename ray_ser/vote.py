@@ -17,7 +17,7 @@ __all__ = ["BranchVote", "VoteResult", "majority_vote"]
 @dataclass(frozen=True)
 class BranchVote:
     label: str
-    probs: Sequence[float] | None = None  # over EMOTIONS, in order
+    probs: Sequence[float] | None = None  # over the taxonomy's classes, in order
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,13 @@ class VoteResult:
     agreement: float | None
 
 
-def _mean_prob(votes: Mapping[str, BranchVote], label: str) -> float:
-    values = [v.probs[index_of(label)] for v in votes.values() if v.probs is not None]
+def _mean_prob(votes: Mapping[str, BranchVote], label: str, classes: Sequence[str]) -> float:
+    values = [v.probs[index_of(label, classes)] for v in votes.values() if v.probs is not None]
     return sum(values) / len(values) if values else 0.0
 
 
 def majority_vote(votes: Mapping[str, BranchVote | None], weights: Mapping[str, float] | None = None,
-                  priority: Sequence[str] = ()) -> VoteResult:
+                  priority: Sequence[str] = (), classes: Sequence[str] = EMOTIONS) -> VoteResult:
     """Vote over the branches that produced a label (a missing branch abstains).
 
     - score(label) = sum of the weights of the branches voting for it (weight 1 by default);
@@ -49,18 +49,18 @@ def majority_vote(votes: Mapping[str, BranchVote | None], weights: Mapping[str, 
     weights = weights or {}
     scores: dict[str, float] = {}
     for name, v in present.items():
-        index_of(v.label)
+        index_of(v.label, classes)
         scores[v.label] = scores.get(v.label, 0.0) + float(weights.get(name, 1.0))
     best = max(scores.values())
     tied = [label for label, score in scores.items() if abs(score - best) < 1e-9]
     if len(tied) > 1:
-        top = max(_mean_prob(present, label) for label in tied)
-        tied = [label for label in tied if abs(_mean_prob(present, label) - top) < 1e-9]
+        top = max(_mean_prob(present, label, classes) for label in tied)
+        tied = [label for label in tied if abs(_mean_prob(present, label, classes) - top) < 1e-9]
     if len(tied) > 1:
         ranked = [present[name].label for name in priority if name in present and present[name].label in tied]
-        tied = ranked[:1] or sorted(tied, key=EMOTIONS.index)[:1]
+        tied = ranked[:1] or sorted(tied, key=list(classes).index)[:1]
     winner = tied[0]
     with_probs = [v for v in present.values() if v.probs is not None]
-    confidence = _mean_prob(present, winner) if with_probs else scores[winner] / sum(scores.values())
+    confidence = _mean_prob(present, winner, classes) if with_probs else scores[winner] / sum(scores.values())
     agreement = sum(v.label == winner for v in present.values()) / len(present)
     return VoteResult(winner, float(confidence), float(agreement))

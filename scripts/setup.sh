@@ -8,6 +8,8 @@ missing=()
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v sox >/dev/null || missing+=(sox)
 dpkg -s libsox-fmt-mp3 >/dev/null 2>&1 || missing+=(libsox-fmt-mp3)
+# the report test renders report.html in headless Chromium (Debian's package)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -23,7 +25,7 @@ if [ "$(cat .venv/.ray_ser_stamp 2>/dev/null)" != "$stamp" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check pip==25.3 setuptools==78.1.1 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q --no-deps -r scripts/requirements-cpu.lock 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import ray_ser, torch, ray, transformers, faster_whisper, vllm" \
+  .venv/bin/python -c "import ray_ser, torch, ray, transformers, faster_whisper, vllm, opensmile" \
     || { echo "setup: the environment does not import; see the errors above" >&2; exit 1; }
   echo "$stamp" > .venv/.ray_ser_stamp
 fi

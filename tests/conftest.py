@@ -65,6 +65,40 @@ def long_recording(tmp_path, seconds_target: float) -> np.ndarray:
     return np.concatenate(pieces)
 
 
+REAL_SPEECH = Path(os.environ.get("RAY_SER_REAL_SPEECH",
+                                  Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real-speech"))
+
+
+def real_speech_rows(corpus: str, speakers: int | None = None, per_speaker: int | None = None,
+                     skip: tuple[str, ...] = ()) -> list[dict]:
+    """Rows of a real corpus's manifest (absolute paths), the first `speakers` speakers and up to
+    `per_speaker` clips each, balanced over emotions; skips the test when the corpora are absent."""
+    manifest = REAL_SPEECH / corpus / "manifest.csv"
+    if not manifest.exists():
+        pytest.skip(f"the real-speech corpora are not at {REAL_SPEECH} (set RAY_SER_REAL_SPEECH)")
+    rows = [dict(r, path=str(manifest.parent / r["path"])) for r in csv.DictReader(open(manifest))
+            if r["emotion"] not in skip]
+    names = sorted({r["speaker"] for r in rows})[:speakers]
+    out = []
+    for name in names:
+        mine = [r for r in rows if r["speaker"] == name]
+        by_emotion: dict[str, list] = {}
+        for r in mine:
+            by_emotion.setdefault(r["emotion"], []).append(r)
+        ordered = [r for i in range(max(map(len, by_emotion.values()))) for group in by_emotion.values()
+                   if i < len(group) for r in [group[i]]]
+        out += ordered[:per_speaker]
+    return out
+
+
+def write_manifest(rows: list[dict], path: Path) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> str:
     """A real moto S3 server over HTTP on 127.0.0.1 for the whole session."""
@@ -149,3 +183,25 @@ def branch_config(demo_config, branch_checkpoints):
     }
     tree["vote"] = {"priority": ["speech", "text"]}
     return LabelConfig.model_validate(tree)
+
+
+@pytest.fixture(scope="session")
+def whisper_dir(cache_dir) -> Path:
+    from ray_ser.models.weights import whisper_base_dir
+
+    return whisper_base_dir(cache_dir)
+
+
+@pytest.fixture(scope="session")
+def speech_clips(tmp_path_factory) -> list[np.ndarray]:
+    """Real speech at 16 kHz: two espeak-ng sentences, and two acted RAVDESS clips where the
+    shared corpus is present."""
+    root = tmp_path_factory.mktemp("selm-speech")
+    clips = [sf.read(render_speech(text, root / f"s{i}.wav", voice), dtype="float32")[0]
+             for i, (text, voice) in enumerate([("I can't believe you did that to me.", "en-us+f3"),
+                                                ("The meeting moved to Thursday afternoon.", "en-us+m1")])]
+    for name in ("03-01-05-01-01-01-01.flac", "03-01-03-02-02-01-02.flac"):
+        path = REAL_SPEECH / "ravdess" / "audio" / name
+        if path.exists():
+            clips.append(sf.read(path, dtype="float32")[0])
+    return clips

@@ -4,8 +4,10 @@ The test records which fields of which config models are read, and by which code
 package does real work in this process: each branch family trains for an epoch (the same
 ``run_training`` a Ray Train worker runs), the labeling job's stages run on real espeak clips
 (decode with VAD, Whisper, every branch, the speaker pass, the vote, the Parquet sink), Serve's
-endpoint answers a request through its ASGI interface, and the one helper per runtime that turns
-config into Ray arguments (Ray Data, Ray Train, Serve, ray.init, Serve LLM) is called. A read
+app builder builds both apps (every deployment's resources, scaling, queue, timeout and batch size,
+the request limits and the token source are read there) and the ingress's request reading parses a
+real request through its ASGI interface under those limits, and the one helper per runtime that
+turns config into Ray arguments (Ray Data, Ray Train, Serve, ray.init, Serve LLM) is called. A read
 counts only when it happens outside the config models' own validators and outside this test.
 A field nobody reads is a setting that does nothing: the test names it.
 """
@@ -116,9 +118,12 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
     from ray_ser.io.audio import to_bytes
     from ray_ser.io.storage import filesystem_for
     from ray_ser.pipeline import collect_speaker_statistics, configure_data_context, guard_plan, job_inputs, \
-        label_plan, output_lease, stage_arguments
+        label_plan, label_progress, output_lease, stage_arguments
     from ray_ser.runtime import init_arguments
-    from ray_ser.serve.app import EmotionEndpoint, deployment_options, http_options
+    from ray_ser.serve.app import build_app, build_probe_app, deployment_options, http_options, ingress_plan, \
+        probe_route
+    from ray_ser.serve.audio import decode_clip
+    from ray_ser.serve.http import parse_annotate
     from ray_ser.serve.llm_app import llm_config_arguments
     from ray_ser.stages.asr import AsrStage
     from ray_ser.stages.branch import BranchStage
@@ -126,6 +131,9 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
     from ray_ser.stages.sink import write_batch
     from ray_ser.stages.speaker import SpeakerStatisticsStage, add_batches
     from ray_ser.stages.vote import vote_batch
+    from ray_ser.core.fusion import fit_fusion
+    from ray_ser.labels import EMOTIONS
+    from ray_ser.train.fusion import split_for_fusion
     from ray_ser.train.loop import adaptation, scaling_arguments, trainable_branches
     from ray_ser.train.run import WorkerContext, run_training
 
@@ -145,13 +153,21 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
         "text": {"family": "text_classifier", "weight": 0.5, "train": {
             "base_model": "tiny-random:llama", "finetune": "lora", "lora_rank": 2, "max_length": 16,
             "template": "T: {text}", "loss": "weighted_focal", "focal_gamma": 1.0, **small}},
+        "probe": {"family": "encoder_probe", "train": {
+            "base_model": "asr", "encoder": {"max_seconds": 10}, "head": "mlp", "hidden": 8, "dropout": 0.1,
+            "speaker_normalization": True, **small}},
         "selm": {"family": "speech_llm", "llm": {"engine": "transformers", "dtype": "float32"},
                  "train": {"base_model": str(speech_llm_dir), "finetune": "lora", "transcript_dropout": 0.5, **small},
                  "few_shot": {"manifest": str(corpus), "k": 2, "epochs": 1, "learning_rate": 1e-4}},
     }
     cache = tmp_path / "cache"
+    fusion_file = tmp_path / "fusion.json"
     base = ["ray.progress_bars=false", f"cache_dir={cache}", "decode.max_segment_s=2",
-            "speakers.pool_known_speakers=true", "vote.priority=[speech, prosody, text, selm, wave]"]
+            "speakers.pool_known_speakers=true", "vote.priority=[speech, prosody, text, selm, wave, probe]",
+            "labels.rules={synthetic: {contempt: drop}}", "fusion.method=weights", f"fusion.checkpoint={fusion_file}",
+            "fusion.holdout_speakers=0.5", "speakers.max_groups=4", "speakers.min_separation=0.0",
+            "speakers.max_estimated_clips=100",
+            "asr.language=null"]
     cfg = load_config("demo", base + [f"branches={json.dumps(branches)}"])
 
     with _Reads() as reads:
@@ -167,35 +183,50 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
         trained = load_config("demo", base + [f"branches={json.dumps(branches)}",
                                               *(f"branches.{n}.checkpoint={p}" for n, p in checkpoints.items())])
         adaptation(trained, "selm")
+        split_for_fusion(trained, str(corpus), str(tmp_path / "fusion-split"))
+        uniform = [[1.0 / 8] * 8] * 4
+        fusion_file.write_text(fit_fusion("weights", {n: uniform for n in branches}, [0, 1, 2, 3],
+                                          EMOTIONS).to_json())
 
         # The labeling job's plan and every stage, on real clips (one longer than a segment: VAD cuts it).
         inputs = job_inputs(trained, str(corpus)).table.slice(0, 4)
-        statistics = {"speech": {}, "prosody": {}}
-        plans = label_plan(trained, str(tmp_path / "out"), "run", speaker_statistics=statistics)
-        for plan in plans:
-            stage_arguments(guard_plan(trained, plan, "ledger"))
+        normalised = ("speech", "prosody", "probe")
         with output_lease(trained, str(tmp_path / "out"), "run"):
             pass
         configure_data_context(trained)
         init_arguments(trained.ray)
         decoded = DecodeStage(trained.storage, trained.decode)(inputs)
-        speakers = SpeakerStatisticsStage(("speech", "prosody"), trained)
-        stage_arguments(SpeakerStatisticsStage.plan(("speech", "prosody"), trained))
-        statistics.update(add_batches([speakers(decoded)]))
-        batch = AsrStage(trained.asr, str(cache))(decoded)
-        for name in branches:
-            batch = BranchStage(name, trained, statistics.get(name))(batch)
+        # The second clip names no speaker: the speaker pass groups it by voice.
+        anonymous = decoded.set_column(decoded.schema.get_field_index("speaker"), "speaker", pa.array(
+            [s if i != 1 else None for i, s in enumerate(decoded.column("speaker").to_pylist())], pa.string()))
+        speaker_plan = SpeakerStatisticsStage.plan(normalised, trained)
+        stage_arguments(speaker_plan)
+        profiles = add_batches([speaker_plan.udf(**speaker_plan.kwargs)(anonymous)], trained.speakers)
+        assert profiles.clusters  # the anonymous clip(s) got a voice group
+        plans = label_plan(trained, str(tmp_path / "out"), "run", speakers=profiles)
+        for plan in plans:
+            stage_arguments(guard_plan(trained, plan, "ledger"))
+        label_progress(trained, inputs.num_rows, plans)  # built, not started: no Ray here
+        groups = next(plan for plan in plans if plan.name == "speaker clusters")
+        batch = groups.udf(anonymous, **groups.kwargs)  # the voice groups
+        batch = AsrStage(trained.asr, str(cache), pooled_states=True)(batch)
+        for plan in plans:
+            if plan.name.startswith("branch "):
+                batch = BranchStage(**plan.kwargs)(batch)
         vote, sink = plans[-2], plans[-1]
         write_batch(vote_batch(batch, **vote.kwargs), **sink.kwargs)
         assert collect_speaker_statistics  # the driver-side pass runs these same stages under Ray
 
-        # Serve: the endpoint answers through its ASGI interface; the runtime helpers.
-        endpoint = EmotionEndpoint(trained.model_dump(mode="json"))
+        # Serve: both apps are built from the profile; a request is read under the limits the builder set.
+        build_app(trained)
+        build_probe_app(trained)
+        limits = ingress_plan(trained).limits
         clip = open(corpus_rows[0]["path"], "rb").read()
-        response = asyncio.run(endpoint(_asgi_request("/annotate", clip)))
-        assert response.status_code == 200, response.body
+        parsed = asyncio.run(parse_annotate(_asgi_request("/v1/annotate", clip), limits))
+        assert decode_clip(parsed.audio, limits.max_clip_seconds).size > 0
         deployment_options(trained)
         http_options(trained)
+        probe_route(trained)
         llm_config_arguments(trained, "selm", checkpoints["selm"])
         vllm_engine_kwargs(trained.branch("selm").llm, "cuda", 2)
         vllm_cpu_env(trained.branch("selm").llm)

@@ -19,6 +19,6 @@ def test_asr_engines():
 
 
 def test_branch_families():
-    assert list(FAMILIES) == ["prosody", "speech_encoder", "speech_llm", "text_classifier"]
+    assert list(FAMILIES) == ["encoder_probe", "prosody", "speech_encoder", "speech_llm", "text_classifier"]
     for name in FAMILIES:
         assert FAMILIES.get(name).settings.model_fields["family"].default == name

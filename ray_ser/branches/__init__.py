@@ -2,27 +2,29 @@
 
 ``FAMILIES`` is the registry; ``BranchConfig`` is the discriminated union of the families'
 settings that a profile's ``branches`` section is validated against. Adding a family is its
-folder and one line in ``_FAMILY_MODULES``. Importing this package imports no model code.
+folder and its name in ``_FAMILY_MODULES``. Importing this package imports no model code.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Annotated, Union
 
 from pydantic import Field
 
-from ray_ser.branches import prosody, speech_encoder, speech_llm, text_classifier
 from ray_ser.branches.base import BranchFamily
 from ray_ser.config_types import BranchBase
 from ray_ser.registry import Registry
 
 __all__ = ["FAMILIES", "BranchConfig", "family_of", "parse_branch"]
 
-_FAMILY_MODULES = (speech_encoder, prosody, text_classifier, speech_llm)
+# The registration line: each name is a folder here whose __init__ defines FAMILY.
+_FAMILY_MODULES = ("speech_encoder", "prosody", "text_classifier", "speech_llm", "encoder_probe")
 
 FAMILIES: Registry[BranchFamily] = Registry("branch family")
-for _module in _FAMILY_MODULES:
-    FAMILIES.register(_module.FAMILY.name, _module.FAMILY)
+for _name in _FAMILY_MODULES:
+    _family = importlib.import_module(f"ray_ser.branches.{_name}").FAMILY
+    FAMILIES.register(_family.name, _family)
 
 # One branch of a profile: pydantic picks the family's settings model by its "family" field.
 BranchConfig = Annotated[Union[tuple(FAMILIES.get(name).settings for name in FAMILIES)],  # noqa: UP007

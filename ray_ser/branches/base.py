@@ -23,6 +23,7 @@ from ray_ser.config_types import BranchBase, InputKind
 if TYPE_CHECKING:
     import numpy as np
 
+    from ray_ser.branches.checkpoint import CheckpointManifest
     from ray_ser.branches.training import TrainingFamily
 
 __all__ = ["InputKind", "SpeakerProfiles", "BranchPredictor", "LoadContext", "BranchFamily"]
@@ -51,6 +52,7 @@ class BranchPredictor(Protocol):
 
     input_kind: InputKind
     speaker_profiles: SpeakerProfiles | None
+    classes: tuple[str, ...]  # the taxonomy, in the order of the probabilities predict_batch returns
 
     def predict_batch(self, inputs: Sequence[Any],
                       speakers: Sequence[np.ndarray | None] | None = None) -> np.ndarray: ...
@@ -81,4 +83,7 @@ class BranchFamily(Generic[S]):
     training: Callable[[], TrainingFamily]
     # Whether a checkpoint of this family can be speaker-normalised (the job then profiles speakers first).
     speaker_normalisable: bool = False
+    # Whether a checkpoint (its manifest) reads exactly the encoder states the ASR computes for a profile's
+    # asr section: the job then hands it the ASR's pooled states instead of encoding the clip again.
+    reuses_asr_encoder: Callable[[CheckpointManifest, Any], bool] | None = None
 

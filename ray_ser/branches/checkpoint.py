@@ -1,7 +1,10 @@
 """One checkpoint codec for every branch family: ``branch.json`` names the family, the format version
 and the settings the branch was trained with; reading checks the first two before anything loads.
 
-    {"family": "prosody", "format_version": 1, "settings": {...the family's train section...}}
+    {"family": "prosody", "format_version": 1, "classes": ["neutral", ...],
+     "settings": {...the family's train section...}}
+
+``classes`` is the taxonomy the branch predicts, in the order of its probability vectors.
 
 The rest of a checkpoint directory is the family's own (weights, tokenizer, ``speakers.npz``).
 """
@@ -36,6 +39,7 @@ class CheckpointManifest:
     family: str
     format_version: int
     settings: dict[str, Any]
+    classes: tuple[str, ...]
 
     def parse(self, settings_type: type[T]) -> T:
         """The settings as the family's typed train section."""
@@ -46,10 +50,11 @@ class CheckpointManifest:
         return bool(self.settings.get("speaker_normalization", False))
 
 
-def write_manifest(directory: str | Path, family: str, settings: Frozen) -> None:
+def write_manifest(directory: str | Path, family: str, settings: Frozen, classes: tuple[str, ...]) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    body = {"family": family, "format_version": FORMAT_VERSION, "settings": settings.model_dump(mode="json")}
+    body = {"family": family, "format_version": FORMAT_VERSION, "classes": list(classes),
+            "settings": settings.model_dump(mode="json")}
     (directory / MANIFEST_NAME).write_text(json.dumps(body, indent=1))
 
 
@@ -68,7 +73,10 @@ def _decode(text: str, where: str, family: str | None) -> CheckpointManifest:
     if family is not None and body.get("family") != family:
         raise CheckpointError(f"{where} is a {body.get('family')!r} checkpoint, not {family!r}: check "
                               "the branch's family and checkpoint in the config")
-    return CheckpointManifest(str(body.get("family")), version, dict(body["settings"]))
+    from ray_ser.labels import EMOTIONS
+
+    return CheckpointManifest(str(body.get("family")), version, dict(body["settings"]),
+                              tuple(body.get("classes") or EMOTIONS))
 
 
 def read_manifest(directory: str | Path, family: str | None = None) -> CheckpointManifest:

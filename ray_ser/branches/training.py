@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+
+from ray_ser.labels import EMOTIONS
 
 if TYPE_CHECKING:
     import torch
 
-    from ray_ser.config import ColumnsConfig, StorageConfig
+    from ray_ser.config import AsrConfig, ColumnsConfig, StorageConfig
     from ray_ser.config_types import TrainBase
     from ray_ser.io.labelled import LabelledRow
     from ray_ser.models.losses import EmotionLoss
@@ -30,13 +32,26 @@ class Example:
     weight: float = 1.0
 
 
+def _alone(values: list) -> list:
+    return values
+
+
 @dataclass(frozen=True)
 class TrainingContext:
-    """Where a training run reads from and builds into."""
+    """Where a training run reads from and builds into, and which worker of how many runs it.
+
+    ``gather(values)`` returns every worker's values in rank order (this worker's alone when it
+    runs by itself), for work a family shares out across the workers (encoding a corpus once).
+    """
 
     storage: StorageConfig
     cache_dir: Path
     columns: ColumnsConfig
+    asr: AsrConfig | None = None
+    classes: tuple[str, ...] = EMOTIONS
+    rank: int = 0
+    world: int = 1
+    gather: Callable[[list], list] = _alone
 
 
 class TrainingFamily(Protocol):

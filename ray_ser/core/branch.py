@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ray_ser.core.errors import predict_isolating_failures
-from ray_ser.labels import EMOTIONS
+from ray_ser.models.base import EncoderFeatures
 
 if TYPE_CHECKING:
     from ray_ser.branches.base import BranchPredictor
     from ray_ser.config import LabelConfig
     from ray_ser.config_types import BranchBase
 
-__all__ = ["Clip", "BranchVoteResult", "BranchRunner", "load_branch_runner", "uses_speaker_statistics"]
+__all__ = ["Clip", "BranchVoteResult", "BranchRunner", "load_branch_runner", "load_predictor",
+           "uses_speaker_statistics", "shares_asr_encoder", "require_matching_classes"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Clip:
     audio: np.ndarray | None        # 16 kHz mono float32; None where decoding failed
     transcript: str | None = None   # the ASR's (or the caller's) transcript
     speaker: str | None = None      # the speaker id, when known
+    encoder_features: np.ndarray | None = None  # the ASR encoder's pooled states, when it computed them
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,13 @@ class BranchRunner:
     """
 
     def __init__(self, name: str, predictor: BranchPredictor,
-                 statistics: dict[str, np.ndarray] | None = None) -> None:
+                 statistics: dict[str, np.ndarray] | None = None, reads_asr_encoder: bool = False) -> None:
         self.name = name
         self.predictor = predictor
         self.input_kind = predictor.input_kind
         self.statistics = statistics if predictor.speaker_profiles is not None else None
+        # The checkpoint reads the ASR's own encoder states: a clip that carries them is not encoded again.
+        self.reads_asr_encoder = reads_asr_encoder
 
     @property
     def uses_speakers(self) -> bool:
@@ -73,6 +77,8 @@ class BranchRunner:
         """The predictor's input for a clip, or None when the branch has nothing to read there."""
         if self.input_kind == "text":
             return clip.transcript if clip.transcript and clip.transcript.strip() else None
+        if self.reads_asr_encoder and clip.encoder_features is not None:
+            return EncoderFeatures(clip.encoder_features)
         if clip.audio is None or clip.audio.size == 0:
             return None
         return clip.audio if self.input_kind == "audio" else (clip.audio, clip.transcript)
@@ -94,8 +100,8 @@ class BranchRunner:
             if failure is not None:
                 results[i] = BranchVoteResult(warning=failure, attempted=True)
             else:
-                results[i] = BranchVoteResult(EMOTIONS[int(np.argmax(probs))], [float(p) for p in probs],
-                                              attempted=True)
+                results[i] = BranchVoteResult(self.predictor.classes[int(np.argmax(probs))],
+                                              [float(p) for p in probs], attempted=True)
         return results
 
     def audio_seconds(self, clips: Sequence[Clip]) -> float:
@@ -122,6 +128,43 @@ def uses_speaker_statistics(branch: BranchBase, storage) -> bool:
     return read_remote_manifest(branch.checkpoint, storage, branch.family).speaker_normalised
 
 
+def shares_asr_encoder(branch: BranchBase, cfg: LabelConfig) -> bool:
+    """Whether the job's (or the endpoint's) ASR pass computes exactly the encoder states this branch's
+    checkpoint reads, so the branch takes them instead of encoding each clip again."""
+    from ray_ser.branches import family_of
+    from ray_ser.branches.checkpoint import read_remote_manifest
+
+    reuses = family_of(branch).reuses_asr_encoder
+    if reuses is None or not branch.checkpoint or not (cfg.asr.enabled and cfg.asr.share_encoder):
+        return False
+    return reuses(read_remote_manifest(branch.checkpoint, cfg.storage, branch.family), cfg.asr)
+
+
+def require_matching_classes(cfg: LabelConfig) -> None:
+    """Every branch's checkpoint predicts the profile's taxonomy (labels.classes), in its order; else a
+    ConfigError naming the branch, before any model loads."""
+    from ray_ser.branches.checkpoint import read_remote_manifest
+    from ray_ser.config import ConfigError
+
+    for name, branch in cfg.branches.items():
+        if not branch.checkpoint or branch.family == "speech_llm" and not _has_manifest(branch, cfg):
+            continue  # a bare speech-LLM model directory answers in the profile's classes
+        classes = read_remote_manifest(branch.checkpoint, cfg.storage, branch.family).classes
+        if tuple(classes) != tuple(cfg.labels.classes):
+            raise ConfigError(f"branch {name!r} was trained on classes {list(classes)}, but labels.classes is "
+                              f"{list(cfg.labels.classes)}: set labels.classes to match or retrain the branch")
+
+
+def _has_manifest(branch: BranchBase, cfg: LabelConfig) -> bool:
+    from ray_ser.branches.checkpoint import CheckpointError, read_remote_manifest
+
+    try:
+        read_remote_manifest(branch.checkpoint, cfg.storage)
+        return True
+    except CheckpointError:
+        return False
+
+
 def load_predictor(branch: BranchBase, cfg: LabelConfig) -> BranchPredictor:
     """The predictor of a configured branch, its checkpoint fetched to this node first if remote."""
     from ray_ser.branches import family_of
@@ -142,11 +185,12 @@ def load_branch_runner(name: str, cfg: LabelConfig, statistics: dict[str, np.nda
     checkpoint's training speakers when speakers.pool_known_speakers says so. known_speakers_only
     (Serve, where one clip makes no profile): the checkpoint's training speakers alone.
     """
-    predictor = load_predictor(cfg.branch(name), cfg)
+    branch = cfg.branch(name)
+    predictor = load_predictor(branch, cfg)
     profiles = predictor.speaker_profiles
     if profiles is not None:
         if known_speakers_only:
             statistics = profiles.with_known_speakers({})
         elif statistics is not None and cfg.speakers.pool_known_speakers:
             statistics = profiles.with_known_speakers(statistics)
-    return BranchRunner(name, predictor, statistics)
+    return BranchRunner(name, predictor, statistics, reads_asr_encoder=shares_asr_encoder(branch, cfg))

@@ -13,7 +13,7 @@ def format_demo(result, test_sets: dict[str, str]) -> str:
     if result.training:
         lines.append("training (Ray Train, best epoch by validation macro-F1):")
         for name, t in result.training.items():
-            lines.append(f"  {name:14} val macro-F1 {t.best['val_macro_f1']:.3f} (epoch {t.best['epoch']} of "
+            lines.append(f"  {name:14} val macro-F1 {t.best['val_macro_f1']:.3f} (epoch {t.best['epoch'] + 1} of "
                          f"{len(t.history)}, {t.wall_seconds:.0f} s)  {t.checkpoint}")
     s = result.summary
     lines.append(f"\nlabeling, every test set in one run: {s.rows_written} rows, {s.rows_ok} ok, {s.rows_error} error, "

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import csv
-import shlex
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,19 +131,10 @@ def label_and_score(cfg: LabelConfig, manifest_uri: str, tests: dict[str, Path],
     return summary, {name: score_labels(rows, _truth(manifest), branches) for name, manifest in tests.items()}
 
 
-def label_command(profile: str, checkpoints: dict[str, str], overrides: list[str] | tuple[str, ...] = ()) -> str:
-    """The exact `ray-ser label` command that labels with these checkpoints."""
-    parts = ["ray-ser", "label", "--config", profile, "--input", "MANIFEST_OR_PREFIX", "--output", "OUT_URI"]
-    for override in overrides:
-        parts += ["--set", override]
-    for name, path in checkpoints.items():
-        parts += ["--set", f"branches.{name}.checkpoint={path}"]
-    return shlex.join(parts)
-
-
 def run_demo(workdir: str | Path, sizes: DemoSizes = DemoSizes(), seed: int = 7, profile: str = "demo",
              overrides: tuple[str, ...] = ()) -> DemoResult:
     from ray_ser.demo.report import format_demo
+    from ray_ser.report import label_command
     from ray_ser.demo.synth import synthesize_corpus
     from ray_ser.testing.s3 import embedded_s3
     from ray_ser.train.loop import fit_branches, trainable_branches
@@ -176,7 +166,7 @@ def run_demo(workdir: str | Path, sizes: DemoSizes = DemoSizes(), seed: int = 7,
                     scores[name]["baseline"] = metrics
         local_copy = workdir / "labels"
         _copy_out(output, cfg, local_copy)
-    command = label_command(profile, checkpoints)
+    command = label_command(profile, [f"branches.{n}.checkpoint={p}" for n, p in checkpoints.items()])
     result = DemoResult(config=cfg, summary=summary, scores=scores, training=training,
                         local_copy=local_copy, label_command=command)
     return DemoResult(**{**result.__dict__, "report": format_demo(result, TEST_SETS)})

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ray_ser.labels import index_of, normalize_label
+from ray_ser.labels import index_of, map_label
 
 if TYPE_CHECKING:
     from ray_ser.config import ColumnsConfig, LabelsConfig, StorageConfig
@@ -26,7 +26,8 @@ class LabelledRow:
 
 def read_labelled_manifest(uri: str, storage: StorageConfig, columns: ColumnsConfig,
                            labels: LabelsConfig) -> list[LabelledRow]:
-    """Rows of a manifest with a label column (raises ManifestError if it lacks one)."""
+    """Rows of a manifest with a label column, labels as indices of labels.classes; rows whose label a
+    rule drops are left out (raises ManifestError if a column is missing or a label has no class)."""
     import posixpath
 
     from ray_ser.io.manifest import ManifestError, read_manifest_table, resolve_path
@@ -40,13 +41,19 @@ def read_labelled_manifest(uri: str, storage: StorageConfig, columns: ColumnsCon
     def optional(column: str) -> list:
         return table.column(column).to_pylist() if column in table.column_names else [None] * table.num_rows
 
-    return [
-        LabelledRow(str(uid), resolve_path(str(path), base), index_of(normalize_label(str(label), labels.corpus)),
-                    text, None if speaker is None else str(speaker))
-        for uid, path, label, text, speaker in zip(
+    rows = []
+    for line, (uid, path, label, text, speaker, corpus) in enumerate(zip(
             table.column("utterance_id").to_pylist(), table.column("path").to_pylist(),
-            table.column(columns.label).to_pylist(), optional(columns.text), optional(columns.speaker))
-    ]
+            table.column(columns.label).to_pylist(), optional(columns.text), optional(columns.speaker),
+            optional(columns.corpus)), start=2):
+        try:
+            mapped = map_label(str(label), corpus or labels.corpus, labels.rules, labels.classes)
+        except ValueError as exc:
+            raise ManifestError(f"{uri} row {line} (utterance {uid}): {exc}; map it with labels.rules") from None
+        if mapped is not None:
+            rows.append(LabelledRow(str(uid), resolve_path(str(path), base), index_of(mapped, labels.classes), text,
+                                    None if speaker is None else str(speaker)))
+    return rows
 
 
 def load_audio(rows: list[LabelledRow], storage: StorageConfig) -> list[np.ndarray]:

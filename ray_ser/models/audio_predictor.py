@@ -8,8 +8,6 @@ from typing import ClassVar, Sequence
 import numpy as np
 import torch
 
-from ray_ser.labels import NUM_CLASSES
-
 __all__ = ["AudioEmotionPredictor"]
 
 
@@ -28,6 +26,7 @@ class AudioEmotionPredictor:
     def __init__(self, model: torch.nn.Module, device: str = "cpu") -> None:
         self.model = model.to(device).eval()
         self.device = device
+        self.classes = model.classes
         self.speaker_profiles = self if model.settings.speaker_normalised else None
 
     @classmethod
@@ -47,6 +46,6 @@ class AudioEmotionPredictor:
     def predict_batch(self, audios: Sequence[np.ndarray],
                       speakers: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
         if not audios:
-            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
         inputs = {k: v.to(self.device) for k, v in self.model.prepare(audios, speakers=speakers).items()}
         return torch.softmax(self.model(**inputs).float(), dim=-1).cpu().numpy()

@@ -7,7 +7,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Transcript", "AsrModel", "SpeechSegment", "SegmenterModel"]
+__all__ = ["Transcript", "AsrModel", "SpeechSegment", "SegmenterModel", "EncoderFeatures"]
 
 
 @dataclass(frozen=True)
@@ -36,3 +36,11 @@ class SegmenterModel(Protocol):
     """Splits a long 16 kHz recording into speech segments of bounded length."""
 
     def predict_batch(self, audios: Sequence[np.ndarray]) -> list[list[SpeechSegment]]: ...
+
+
+@dataclass(frozen=True)
+class EncoderFeatures:
+    """A clip's pooled encoder states that another model's pass already computed (the ASR's Whisper
+    encoder), handed to a branch that reads the same encoder instead of its waveform."""
+
+    values: np.ndarray

@@ -1,149 +1,136 @@
-"""The HTTP endpoint: a Ray Serve deployment around the annotation core (ray_ser/core/annotator.py).
+"""The Serve application builder: the one place Serve resources, scaling and limits are read from the profile.
 
-    POST {prefix}annotate   body: an audio file (any Content-Type but JSON), or JSON
-                            {"audio_base64": "...", "transcript": "optional", "speaker": "optional"}
-    GET  {prefix}health     {"status": "ok", "branches": [...]}
+    ingress (FastAPI) --handle--> asr            (batched Whisper)
+                      --handle--> branch_<name>  (one per branch, batched BranchRunner)
+    probe   (its own app at PREFIX/healthz: liveness that shares no slot with annotate)
 
-Every client mistake is a 4xx with a JSON body {"error": reason}.
+Each deployment scales on its own (serve.ingress, serve.asr, branches.NAME.serve): autoscaling bounds
+and target, max_ongoing_requests, max_queued_requests (a full queue answers 503 at once) and
+request_timeout_s (the ingress answers 504 past it). The ingress itself is described in
+ray_ser/serve/ingress.py, the model deployments in ray_ser/serve/deployments.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import numpy as np
+    from ray_ser.config import LabelConfig, ServeDeployment, ServeModelDeployment
+    from ray_ser.serve.ingress import IngressPlan
 
-    from ray_ser.config import LabelConfig
+__all__ = ["APP_NAME", "PROBE_APP_NAME", "deployment_options", "batch_options", "http_options", "ingress_plan",
+           "probe_route", "build_app", "build_probe_app", "deploy", "run_server"]
 
-__all__ = ["BadRequest", "EmotionEndpoint", "decode_clip", "build_app", "run_server"]
-
-
-@dataclass
-class BadRequest(Exception):
-    status: int
-    reason: str
-
-
-def decode_clip(payload: bytes, max_clip_seconds: float) -> tuple[np.ndarray, float]:
-    """A request's audio as 16 kHz samples and its duration, or BadRequest saying what is wrong."""
-    from ray_ser.io.audio import TARGET_SAMPLE_RATE, AudioDecodeError, decode_audio
-
-    if not payload:
-        raise BadRequest(400, "empty body: send an audio file (wav, flac, mp3, ogg)")
-    try:
-        audio = decode_audio(payload)
-    except AudioDecodeError as exc:
-        raise BadRequest(400, f"audio could not be decoded: {exc}") from None
-    seconds = audio.size / TARGET_SAMPLE_RATE
-    if seconds > max_clip_seconds:
-        raise BadRequest(413, f"clip is {seconds:.1f} s; this endpoint takes at most "
-                              f"{max_clip_seconds:.0f} s (use the labeling job for long audio)")
-    if seconds < 0.1:
-        raise BadRequest(400, f"clip is {seconds * 1000:.0f} ms; at least 100 ms of audio is needed")
-    return audio, seconds
+APP_NAME = "ray_ser"
+PROBE_APP_NAME = "ray_ser_probe"
+# The probe answers a constant: it reserves no CPU and takes many requests at once.
+_PROBE_OPTIONS = {"num_replicas": 1, "max_ongoing_requests": 256, "ray_actor_options": {"num_cpus": 0}}
 
 
-class EmotionEndpoint:
-    def __init__(self, config: dict) -> None:
-        from ray_ser.config import LabelConfig
-        from ray_ser.core.annotator import Annotator
+def _options(deployment: ServeDeployment) -> dict:
+    scaling = deployment.autoscaling
+    return {
+        "autoscaling_config": {"min_replicas": scaling.min_replicas, "max_replicas": scaling.max_replicas,
+                               "target_ongoing_requests": scaling.target_ongoing_requests},
+        "max_ongoing_requests": deployment.max_ongoing_requests,
+        "max_queued_requests": deployment.max_queued_requests,
+        "ray_actor_options": {"num_cpus": deployment.num_cpus, "num_gpus": deployment.num_gpus},
+    }
 
-        self.cfg = LabelConfig.model_validate(config)
-        self.annotator = Annotator.load(self.cfg)
-        self.max_body = int(self.cfg.serve.max_body_mb * 1024 * 1024)
 
-    async def _parse(self, request) -> tuple[bytes, str | None, str | None]:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_body:
-            raise BadRequest(413, f"body is {int(declared)} bytes; the limit is {self.max_body}")
-        body = await request.body()
-        if len(body) > self.max_body:
-            raise BadRequest(413, f"body is {len(body)} bytes; the limit is {self.max_body}")
-        if not request.headers.get("content-type", "").startswith("application/json"):
-            return body, None, None
-        try:
-            payload = json.loads(body)
-        except ValueError as exc:
-            raise BadRequest(400, f"body is not valid JSON: {exc}") from None
-        if not isinstance(payload, dict) or not isinstance(payload.get("audio_base64"), str):
-            raise BadRequest(400, 'JSON body needs a string field "audio_base64"')
-        for field in ("transcript", "speaker"):
-            if payload.get(field) is not None and not isinstance(payload[field], str):
-                raise BadRequest(400, f'"{field}" must be a string when given')
-        try:
-            return base64.b64decode(payload["audio_base64"], validate=True), payload.get("transcript"), \
-                payload.get("speaker")
-        except (binascii.Error, ValueError) as exc:
-            raise BadRequest(400, f'"audio_base64" is not valid base64: {exc}') from None
+def deployment_options(cfg: LabelConfig) -> dict[str, dict]:
+    """``serve.deployment(...).options(**...)`` per deployment name, from cfg.serve."""
+    out = {"ingress": _options(cfg.serve.ingress)}
+    if cfg.asr.enabled:
+        out["asr"] = _options(cfg.serve.asr)
+    for name in cfg.branches:
+        out[f"branch_{name}"] = _options(cfg.branch(name).serve)
+    out["probe"] = dict(_PROBE_OPTIONS)
+    return out
 
-    def annotate(self, payload: bytes, transcript: str | None = None, speaker: str | None = None) -> dict:
-        """The response body for one clip: label, confidence, agreement, transcript and each branch's vote.
 
-        speaker: an id from the training manifest; speaker-normalised branches then move the clip
-        by that speaker's profile from its training clips (one clip makes no profile of its own).
-        """
-        from ray_ser.core.branch import Clip
-
-        audio, seconds = decode_clip(payload, self.cfg.serve.max_clip_seconds)
-        result = self.annotator.annotate([Clip(audio, transcript, speaker)])[0]
-        return {"label": result.label, "confidence": result.confidence, "agreement": result.agreement,
-                "transcript": result.transcript, "duration": seconds, "branches": result.branch_body(),
-                "warnings": result.warnings}
-
-    async def __call__(self, request):
-        from starlette.responses import JSONResponse
-
-        route = request.url.path[len(self.cfg.serve.route_prefix.rstrip("/")):].strip("/")
-        try:
-            if route == "health":
-                if request.method != "GET":
-                    raise BadRequest(405, "use GET for /health")
-                return JSONResponse({"status": "ok", "branches": list(self.cfg.branches)})
-            if route != "annotate":
-                raise BadRequest(404, f"no route /{route}; use POST /annotate or GET /health")
-            if request.method != "POST":
-                raise BadRequest(405, "use POST for /annotate")
-            audio, transcript, speaker = await self._parse(request)
-            result = await asyncio.to_thread(self.annotate, audio, transcript, speaker)
-            return JSONResponse(result)
-        except BadRequest as exc:
-            return JSONResponse({"error": exc.reason}, status_code=exc.status)
+def batch_options(deployment: ServeModelDeployment) -> dict:
+    """A model deployment's ``@serve.batch`` settings (its constructor applies them)."""
+    return {"max_batch_size": deployment.max_batch_size, "batch_wait_timeout_s": deployment.batch_wait_timeout_s}
 
 
 def http_options(cfg: LabelConfig) -> dict:
-    """Where Serve's HTTP proxy listens."""
-    return {"host": cfg.serve.host, "port": cfg.serve.port}
+    """Where Serve's HTTP proxy listens, and its end-to-end request timeout."""
+    return {"host": cfg.serve.host, "port": cfg.serve.port, "request_timeout_s": cfg.serve.ingress.request_timeout_s}
 
 
-def deployment_options(cfg: LabelConfig) -> dict:
-    """Serve deployment options from cfg.serve: the one place Serve resources are read."""
-    s = cfg.serve
-    return {"num_replicas": s.num_replicas, "max_ongoing_requests": s.max_ongoing_requests,
-            "ray_actor_options": {"num_cpus": s.num_cpus, "num_gpus": s.num_gpus}}
+def ingress_plan(cfg: LabelConfig) -> IngressPlan:
+    from ray_ser.core.annotator import load_fusion_for
+    from ray_ser.serve.auth import TokenSource
+    from ray_ser.serve.http import RequestLimits
+    from ray_ser.serve.ingress import IngressPlan
+
+    return IngressPlan(
+        limits=RequestLimits.from_config(cfg.serve),
+        token=TokenSource.from_config(cfg.serve),
+        branch_kinds={name: cfg.branch(name).input_kind() for name in cfg.branches},
+        weights=cfg.vote_weights(),
+        priority=tuple(cfg.vote.priority),
+        asr_timeout_s=cfg.serve.asr.request_timeout_s if cfg.asr.enabled else None,
+        branch_timeouts={name: cfg.branch(name).serve.request_timeout_s for name in cfg.branches},
+        classes=tuple(cfg.labels.classes),
+        fusion=load_fusion_for(cfg),
+    )
+
+
+def probe_route(cfg: LabelConfig) -> str:
+    return cfg.serve.route_prefix.rstrip("/") + "/healthz"
 
 
 def build_app(cfg: LabelConfig):
-    """The Serve application, scheduled as deployment_options says."""
+    """The annotate application: the ingress bound to the ASR deployment and one deployment per branch."""
     from ray import serve
 
-    deployment = serve.deployment(EmotionEndpoint, name="ray_ser").options(**deployment_options(cfg))
-    return deployment.bind(cfg.model_dump(mode="json"))
+    from ray_ser.serve.deployments import AsrServer, BranchServer
+    from ray_ser.serve.ingress import EmotionIngress
+
+    cfg.require_checkpoints()
+    options = deployment_options(cfg)
+    config = cfg.model_dump(mode="json")
+    asr = None
+    if cfg.asr.enabled:
+        asr = serve.deployment(AsrServer, name="asr").options(**options["asr"]).bind(
+            config, **batch_options(cfg.serve.asr))
+    branches = {name: serve.deployment(BranchServer, name=f"branch_{name}").options(**options[f"branch_{name}"])
+                .bind(config, name, **batch_options(cfg.branch(name).serve)) for name in cfg.branches}
+    return serve.deployment(EmotionIngress, name="ingress").options(**options["ingress"]).bind(
+        ingress_plan(cfg), asr, branches)
+
+
+def build_probe_app(cfg: LabelConfig):
+    """The liveness probe's application (deploy it at probe_route(cfg))."""
+    from ray import serve
+
+    from ray_ser.serve.ingress import ProbeIngress
+
+    return serve.deployment(ProbeIngress, name="probe").options(**deployment_options(cfg)["probe"]).bind()
+
+
+def deploy(cfg: LabelConfig, blocking: bool = False):
+    """Deploy the probe and the annotate app on a running Serve; returns the ingress's handle."""
+    from ray import serve
+
+    serve.run(build_probe_app(cfg), name=PROBE_APP_NAME, route_prefix=probe_route(cfg), blocking=False)
+    return serve.run(build_app(cfg), name=APP_NAME, route_prefix=cfg.serve.route_prefix, blocking=blocking)
 
 
 def run_server(cfg: LabelConfig, blocking: bool = True):
-    """`ray-ser serve`: start Serve on cfg.serve.host:port and deploy the endpoint."""
+    """`ray-ser serve`: start Serve on cfg.serve.host:port and deploy both apps."""
     from ray import serve
 
     from ray_ser.runtime import ray_session
+    from ray_ser.serve.auth import TokenSource
 
     cfg.require_checkpoints()
+    if cfg.ray.address is None:
+        # A local cluster's replicas see this process's environment: a missing token fails here, at once.
+        # On a cluster the token lives on the nodes, and the ingress replicas check it when they start.
+        TokenSource.from_config(cfg.serve).resolve()
     with ray_session(cfg.ray):
         serve.start(http_options=http_options(cfg))
-        handle = serve.run(build_app(cfg), name="ray_ser", route_prefix=cfg.serve.route_prefix, blocking=blocking)
-        return handle
+        return deploy(cfg, blocking=blocking)

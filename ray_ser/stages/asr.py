@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from ray_ser.core.errors import isolate_failures
 from ray_ser.io.audio import TARGET_SAMPLE_RATE, from_bytes
-from ray_ser.metrics import StageMetrics
+from ray_ser.metrics import StageMetrics, error_kinds
 from ray_ser.schema import STATUS_ERROR, STATUS_OK
 from ray_ser.stages.base import Stage, StagePlan
 
@@ -23,16 +23,28 @@ class AsrStage(Stage):
     requires = ("utterance_id", "audio", "status", "error", "error_kind")
     adds = ("transcript", "language", "asr_avg_logprob", "asr_no_speech_prob")
 
-    def __init__(self, asr: AsrConfig, cache_dir: str) -> None:
+    def __init__(self, asr: AsrConfig, cache_dir: str, pooled_states: bool = False) -> None:
         from ray_ser.models.asr import load_asr
 
         self.model = load_asr(asr, cache_dir)
+        # A branch reads this encoder's states: keep each clip's, pooled, from the same pass.
+        self.pooled_states = pooled_states
+        self.adds = self.adds + (("encoder_features",) if pooled_states else ())
         self.metrics = StageMetrics("asr")
 
     @classmethod
-    def plan(cls, cfg: LabelConfig) -> StagePlan:
-        return StagePlan(cls.name, cls, {"asr": cfg.asr, "cache_dir": str(cfg.resolved_cache_dir())},
-                         cls.requires, cls.adds, cfg.asr.resources, runtime_env=cfg.asr.runtime_env)
+    def plan(cls, cfg: LabelConfig, pooled_states: bool = False) -> StagePlan:
+        adds = cls.adds + (("encoder_features",) if pooled_states else ())
+        return StagePlan(cls.name, cls, {"asr": cfg.asr, "cache_dir": str(cfg.resolved_cache_dir()),
+                                         "pooled_states": pooled_states},
+                         cls.requires, adds, cfg.asr.resources, runtime_env=cfg.asr.runtime_env)
+
+    def _recognise(self, audios: list) -> list:
+        """(transcript, pooled states or None) per clip."""
+        if not self.pooled_states:
+            return [(t, None) for t in self.model.predict_batch(audios)]
+        transcripts, pooled = self.model.transcribe(audios, pooled_states=True)
+        return list(zip(transcripts, pooled))
 
     def process(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
@@ -44,21 +56,27 @@ class AsrStage(Stage):
         errors = batch.column("error").to_pylist()
         kinds = batch.column("error_kind").to_pylist()
         todo = [i for i in range(n) if status[i] == STATUS_OK and audio[i]]
-        results, failures, failure_kinds = isolate_failures("asr", self.model.predict_batch,
+        results, failures, failure_kinds = isolate_failures("asr", self._recognise,
                                                             [from_bytes(audio[i]) for i in todo])
 
-        text, lang, logprob, no_speech = [None] * n, [None] * n, [None] * n, [None] * n
+        text, lang, logprob, no_speech, states = [None] * n, [None] * n, [None] * n, [None] * n, [None] * n
         for i, result, failure, kind in zip(todo, results, failures, failure_kinds):
             if failure is not None:
                 status[i], errors[i], kinds[i] = STATUS_ERROR, failure, kind
                 continue
-            text[i], lang[i] = result.text, result.language
-            logprob[i], no_speech[i] = result.avg_logprob, result.no_speech_prob
-        self.metrics.finish(status, sum(from_bytes(audio[i]).size for i in todo) / TARGET_SAMPLE_RATE)
+            transcript, states[i] = result
+            text[i], lang[i] = transcript.text, transcript.language
+            logprob[i], no_speech[i] = transcript.avg_logprob, transcript.no_speech_prob
         batch = batch.set_column(batch.schema.get_field_index("status"), "status", pa.array(status, pa.string()))
         batch = batch.set_column(batch.schema.get_field_index("error"), "error", pa.array(errors, pa.string()))
         batch = batch.set_column(batch.schema.get_field_index("error_kind"), "error_kind", pa.array(kinds, pa.string()))
-        return (batch.append_column("transcript", pa.array(text, pa.string()))
-                .append_column("language", pa.array(lang, pa.string()))
-                .append_column("asr_avg_logprob", pa.array(logprob, pa.float32()))
-                .append_column("asr_no_speech_prob", pa.array(no_speech, pa.float32())))
+        self.metrics.finish(status, sum(from_bytes(audio[i]).size for i in todo) / TARGET_SAMPLE_RATE,
+                            error_kinds(status, batch))
+        batch = (batch.append_column("transcript", pa.array(text, pa.string()))
+                 .append_column("language", pa.array(lang, pa.string()))
+                 .append_column("asr_avg_logprob", pa.array(logprob, pa.float32()))
+                 .append_column("asr_no_speech_prob", pa.array(no_speech, pa.float32())))
+        if self.pooled_states:
+            batch = batch.append_column("encoder_features", pa.array(
+                [None if s is None else s.tolist() for s in states], pa.list_(pa.float32())))
+        return batch

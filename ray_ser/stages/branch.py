@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ray_ser.core.branch import Clip
 from ray_ser.io.audio import from_bytes
 from ray_ser.metrics import StageMetrics
@@ -27,26 +29,36 @@ _INPUT_COLUMNS = {"audio": ("audio",), "text": ("transcript",), "audio_text": ("
 
 
 class BranchStage(Stage):
-    def __init__(self, name: str, cfg: LabelConfig, speaker_statistics: dict | None = None) -> None:
+    def __init__(self, name: str, cfg: LabelConfig, speaker_statistics: dict | None = None,
+                 grouped: bool = False) -> None:
         from ray_ser.core.branch import load_branch_runner
 
         self.name = f"branch {name}"
         self.runner = load_branch_runner(name, cfg, speaker_statistics)
-        self.requires, self.adds = self.columns(name, cfg, self.runner.uses_speakers)
+        # Clips without a speaker carry the voice group the speaker pass found (speaker_cluster).
+        self.grouped = grouped and self.runner.uses_speakers
+        self.requires, self.adds = self.columns(name, cfg, self.runner.uses_speakers, self.runner.reads_asr_encoder,
+                                                self.grouped)
         self.metrics = StageMetrics(f"branch_{name}")
 
     @staticmethod
-    def columns(name: str, cfg: LabelConfig, uses_speakers: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def columns(name: str, cfg: LabelConfig, uses_speakers: bool, reads_asr_encoder: bool = False,
+                grouped: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(requires, adds), from the branch's settings alone."""
         kind = cfg.branch(name).input_kind()
-        requires = ("utterance_id", *_INPUT_COLUMNS[kind], *(("speaker",) if uses_speakers else ()))
+        requires = ("utterance_id", *_INPUT_COLUMNS[kind], *(("speaker",) if uses_speakers else ()),
+                    *(("speaker_cluster",) if uses_speakers and grouped else ()),
+                    *(("encoder_features",) if reads_asr_encoder else ()))
         # warnings is created by the first branch and extended by the others (a failure's reason).
         return requires, (f"{name}_label", f"{name}_probs", "warnings")
 
     @classmethod
-    def plan(cls, name: str, cfg: LabelConfig, speaker_statistics: dict | None) -> StagePlan:
-        requires, adds = cls.columns(name, cfg, speaker_statistics is not None)
-        return StagePlan(f"branch {name}", cls, {"name": name, "cfg": cfg, "speaker_statistics": speaker_statistics},
+    def plan(cls, name: str, cfg: LabelConfig, speaker_statistics: dict | None,
+             reads_asr_encoder: bool = False, grouped: bool = False) -> StagePlan:
+        uses_speakers = speaker_statistics is not None
+        requires, adds = cls.columns(name, cfg, uses_speakers, reads_asr_encoder, grouped)
+        return StagePlan(f"branch {name}", cls, {"name": name, "cfg": cfg, "speaker_statistics": speaker_statistics,
+                                                 "grouped": grouped and uses_speakers},
                          requires, adds, cfg.branch(name).resources)
 
     def _clips(self, batch: pa.Table) -> tuple[list[Clip], dict[int, str]]:
@@ -64,7 +76,11 @@ class BranchStage(Stage):
                     audio[i] = from_bytes(value) if value else None
                 except Exception as exc:
                     unreadable[i] = error_reason(self.runner.name, exc)
-        return [Clip(a, t, s) for a, t, s in zip(audio, column("transcript"), column("speaker"))], unreadable
+        states = [None if v is None else np.asarray(v, np.float32) for v in column("encoder_features")]
+        # A clip's profile: its speaker's, else its voice group's.
+        speakers = [s if s is not None else g for s, g in zip(column("speaker"), column("speaker_cluster"))]
+        return ([Clip(a, t, s, e) for a, t, s, e in zip(audio, column("transcript"), speakers, states)],
+                unreadable)
 
     def process(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ray_ser.io.sink import write_part
+from ray_ser.metrics import StageMetrics, error_kinds, record_sink_file
 from ray_ser.schema import STATUS_OK, conform, output_schema
 from ray_ser.stages.base import StagePlan
 
@@ -34,9 +35,26 @@ def write_batch(batch: pa.Table, *, output_uri: str, storage: StorageConfig, com
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    metrics = StageMetrics("sink")
+    metrics.start()
     batch = batch.append_column("run_id", pa.array([run_id] * batch.num_rows, pa.string()))
     table = conform(batch, output_schema(branches))
     name = write_part(table, output_uri, storage, compression) if table.num_rows else ""
     ok = pc.sum(pc.equal(table.column("status"), STATUS_OK)).as_py() or 0
     seconds = pc.sum(table.column("duration")).as_py() or 0.0
+    statuses = table.column("status").to_pylist()
+    metrics.finish(statuses, float(seconds), error_kinds(statuses, table))
+    if name:
+        record_sink_file(_size(output_uri, storage, name))
     return pa.table({"file": [name], "rows": [table.num_rows], "ok": [ok], "audio_s": [float(seconds)]})
+
+
+def _size(output_uri: str, storage: StorageConfig, name: str) -> int:
+    """Bytes of a written part (0 when the store cannot say: a metric must not fail the write)."""
+    from ray_ser.io.storage import filesystem_for
+
+    try:
+        fs, root = filesystem_for(output_uri, storage)
+        return max(0, fs.get_file_info(f"{root}/{name}").size or 0)
+    except Exception:
+        return 0

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ray_ser.config import LabelConfig
     from ray_ser.config_types import BranchBase, TrainBase
+    from ray_ser.train.fusion import FusionResult
 
 __all__ = ["TrainResult", "train_loop_per_worker", "fit_branch", "fit_branches", "train_branches", "adapt_branch",
            "format_train_result", "trainable_branches", "union_manifest", "BranchTrainingError", "scaling_arguments",
-           "adaptation"]
+           "adaptation", "TrainingSummary", "format_fusion"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train.torch
 
     from ray_ser.config import LabelConfig
+    from ray_ser.metrics import record_epoch
+    from ray_ser.progress import report_epoch
     from ray_ser.train.run import WorkerContext, run_training
 
     cfg = LabelConfig.model_validate(config["profile"])
@@ -47,6 +50,9 @@ def train_loop_per_worker(config: dict) -> None:
     ctx = ray.train.get_context()
 
     def report(metrics: dict, save) -> None:
+        if ctx.get_world_rank() == 0:  # every rank holds the same gathered figures: one reports them
+            record_epoch(config["branch"], metrics)
+            report_epoch(config["branch"], metrics, train.epochs)
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if save is not None:
@@ -139,6 +145,8 @@ def fit_branches(cfg: LabelConfig, names: list[str], manifest: str, output_uri: 
 
     import ray
 
+    from ray_ser.progress import TrainProgress
+
     branches = {name: cfg.branch(name) for name in names}
     untrainable = [name for name, branch in branches.items() if branch.train is None]
     if untrainable:
@@ -156,22 +164,23 @@ def fit_branches(cfg: LabelConfig, names: list[str], manifest: str, output_uri: 
         except BaseException as exc:  # reported to the driver thread, which raises it
             finished.put((name, None, exc))
 
-    while pending or running:
-        for name, need in list(pending):
-            if all(need[k] <= free[k] + 1e-9 for k in need) or not running:
-                pending.remove((name, need))
-                for k in need:
-                    free[k] -= need[k]
-                running[name] = need
-                # Daemon threads: a failure must not wait for the other trainers to finish.
-                threading.Thread(target=fit, args=(name,), name=f"fit-{name}", daemon=True).start()
-        name, result, error = finished.get()
-        for k, amount in running.pop(name).items():
-            free[k] += amount
-        if error is not None:
-            raise BranchTrainingError(f"branch {name!r} failed to train: {type(error).__name__}: {error}") \
-                from error
-        results[name] = result
+    with TrainProgress(names, enabled=cfg.ray.progress_bars):  # one line per epoch per branch
+        while pending or running:
+            for name, need in list(pending):
+                if all(need[k] <= free[k] + 1e-9 for k in need) or not running:
+                    pending.remove((name, need))
+                    for k in need:
+                        free[k] -= need[k]
+                    running[name] = need
+                    # Daemon threads: a failure must not wait for the other trainers to finish.
+                    threading.Thread(target=fit, args=(name,), name=f"fit-{name}", daemon=True).start()
+            name, result, error = finished.get()
+            for k, amount in running.pop(name).items():
+                free[k] += amount
+            if error is not None:
+                raise BranchTrainingError(f"branch {name!r} failed to train: {type(error).__name__}: {error}") \
+                    from error
+            results[name] = result
     return {name: results[name] for name in branches}
 
 
@@ -180,20 +189,47 @@ def trainable_branches(cfg: LabelConfig) -> list[str]:
     return [name for name, branch in cfg.branches.items() if branch.train is not None]
 
 
+@dataclass(frozen=True)
+class TrainingSummary:
+    branches: dict[str, TrainResult]
+    fusion: FusionResult | None = None     # fitted when the profile has a fusion method
+
+    def overrides(self) -> list[str]:
+        """The --set lines that label with what was trained."""
+        lines = [f"branches.{name}.checkpoint={r.checkpoint}" for name, r in self.branches.items()]
+        return lines + ([f"fusion.checkpoint={self.fusion.path}"] if self.fusion else [])
+
+
 def train_branches(cfg: LabelConfig, manifest: str | list[str], output_uri: str,
-                   names: list[str] | None = None) -> dict[str, TrainResult]:
+                   names: list[str] | None = None) -> TrainingSummary:
     """`ray-ser train`: fine-tune the named branches (every trainable one when None) on the manifest(s),
-    side by side; checkpoints under output_uri. Several manifests are trained on as their union."""
+    side by side; checkpoints under output_uri. Several manifests are trained on as their union.
+
+    With a fusion method and every branch of the profile trained, a share of the speakers is held
+    out of the branches' training, labelled by them with the labeling job, and the fusion fitted there.
+    """
     from ray_ser.runtime import ray_session
+    from ray_ser.train.fusion import fit_fusion_on_holdout, split_for_fusion
 
     names = names or trainable_branches(cfg)
     if not names:
         raise ValueError("the profile has no branch with a train section")
     for name in names:
         cfg.branch(name)  # unknown names fail here, before Ray starts
+    fusing = cfg.fusion.method != "none" and set(names) == set(cfg.branches)
     with ray_session(cfg.ray):
         manifest = union_manifest(manifest, cfg, output_uri) if isinstance(manifest, list) else manifest
-        return fit_branches(cfg, names, manifest, output_uri)
+        holdout = None
+        if fusing:
+            manifest, holdout = split_for_fusion(cfg, manifest, output_uri)
+        results = fit_branches(cfg, names, manifest, output_uri)
+        fusion = None
+        if holdout is not None:
+            trained = cfg.model_copy(update={"branches": {
+                name: branch.model_copy(update={"checkpoint": results[name].checkpoint})
+                for name, branch in cfg.branches.items()}})
+            fusion = fit_fusion_on_holdout(trained, holdout, output_uri)
+        return TrainingSummary(results, fusion)
 
 
 def union_manifest(manifests: list[str], cfg: LabelConfig, output_uri: str) -> str:
@@ -247,17 +283,33 @@ def adapt_branch(cfg: LabelConfig, name: str, output_uri: str) -> TrainResult:
     """`ray-ser adapt`: a quick LoRA run of a trained speech_llm branch on its few_shot examples."""
     from ray_ser.runtime import ray_session
 
+    from ray_ser.progress import TrainProgress
+
     train, shots = adaptation(cfg, name)
-    with ray_session(cfg.ray):
+    with ray_session(cfg.ray), TrainProgress([name], enabled=cfg.ray.progress_bars):
         return fit_branch(cfg, name, shots.manifest, output_uri, shots={"k": shots.k, "seed": shots.seed},
                           train=train)
 
 
-def format_train_result(result: TrainResult) -> str:
-    lines = [f"branch {result.branch}: {len(result.history)} epochs in {result.wall_seconds:.0f} s"]
-    for h in result.history:
-        lines.append(f"  epoch {h['epoch']}: loss {h['train_loss']:.3f}  val macro-F1 {h['val_macro_f1']:.3f}  "
-                     f"UAR {h['val_uar']:.3f}  acc {h['val_accuracy']:.3f}")
-    lines.append(f"best (epoch {result.best['epoch']}): {result.checkpoint}")
-    lines.append(f"use it with: --set branches.{result.branch}.checkpoint={result.checkpoint}")
+def format_fusion(fusion: FusionResult) -> str:
+    """The fitted fusion: its weights, and macro-F1 on the held-out speakers."""
+    scores = fusion.scores
+    lines = [f"fusion ({fusion.fusion.method}) fitted on {fusion.fusion.fitted_on.get('rows')} clips of held-out "
+             f"speakers: {fusion.path}"]
+    if fusion.fusion.method == "weights":
+        lines.append("  weights: " + ", ".join(f"{b} {w:.2f}" for b, w in zip(fusion.fusion.branches,
+                                                                              fusion.fusion.weights)))
+    lines.append("  held-out macro-F1: " + ", ".join(f"{name} {m['macro_f1']:.3f}" for name, m in scores.items())
+                 + " (the fusion's is in-sample)")
     return "\n".join(lines)
+
+
+def format_train_result(result: TrainResult) -> str:
+    """The run's outcome; its epochs were printed as they finished (ray_ser/progress.py)."""
+    best = result.best
+    return "\n".join([
+        f"branch {result.branch}: {len(result.history)} epochs in {result.wall_seconds:.0f} s; best epoch "
+        f"{best['epoch'] + 1}: loss {best['train_loss']:.3f}  val macro-F1 {best['val_macro_f1']:.3f}  "
+        f"UAR {best['val_uar']:.3f}  acc {best['val_accuracy']:.3f}",
+        f"  checkpoint: {result.checkpoint}",
+        f"  use it with: --set branches.{result.branch}.checkpoint={result.checkpoint}"])

@@ -58,14 +58,15 @@ def run_training(cfg: LabelConfig, name: str, train: TrainBase, manifest: str, w
     from ray_ser.branches.training import TrainingContext
     from ray_ser.evaluate import emotion_metrics
     from ray_ser.io.labelled import read_labelled_manifest
-    from ray_ser.labels import NUM_CLASSES
     from ray_ser.models.losses import build_loss
     from ray_ser.train.data import split_rows
 
     branch = cfg.branch(name)
     family = FAMILIES.get(branch.family).training()
-    context = TrainingContext(cfg.storage, cfg.resolved_cache_dir(), cfg.columns)
     rank, world = worker.rank, worker.world
+    classes = cfg.labels.classes
+    context = TrainingContext(cfg.storage, cfg.resolved_cache_dir(), cfg.columns, cfg.asr, classes, rank, world,
+                              gather)
     torch.manual_seed(train.seed)
 
     if (train.base_model or "").startswith("s3://"):  # adapting a trained branch kept on S3
@@ -79,7 +80,7 @@ def run_training(cfg: LabelConfig, name: str, train: TrainBase, manifest: str, w
         train_rows = val_rows = draw_shots(rows, **shots)
     else:
         train_rows, val_rows = split_rows(rows, train.val_fraction)
-    counts = np.bincount([r.label for r in train_rows], minlength=NUM_CLASSES)
+    counts = np.bincount([r.label for r in train_rows], minlength=len(classes))
     examples = family.examples(train_rows, context, train, merge_duplicates=True)
     val_shard = family.examples(val_rows[rank::world], context, train, merge_duplicates=False)
     model = family.build(train, context)
@@ -128,7 +129,7 @@ def run_training(cfg: LabelConfig, name: str, train: TrainBase, manifest: str, w
                 preds += inner(**to_device(family.inputs(inner, chunk))).argmax(-1).tolist()
         truth, preds = gather([e.label for e in val_shard]), gather(preds)
         metrics = {"epoch": epoch, "train_loss": float(np.mean(gather(losses))),
-                   **{f"val_{k}": v for k, v in emotion_metrics(truth, preds, NUM_CLASSES).items()}}
+                   **{f"val_{k}": v for k, v in emotion_metrics(truth, preds, len(classes)).items()}}
         history.append(dict(metrics))
         metrics["history"] = list(history)
         # Only an epoch that beats the best so far is written (a merged 135M LM is half a GB),

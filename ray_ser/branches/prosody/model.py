@@ -28,9 +28,11 @@ from torch import nn
 
 from ray_ser.branches.checkpoint import read_manifest, write_manifest
 from ray_ser.branches.prosody.settings import ProsodyTrain
-from ray_ser.labels import NUM_CLASSES
+from ray_ser.labels import EMOTIONS
 from ray_ser.models.audio_predictor import AudioEmotionPredictor
 from ray_ser.models.features.functionals import FUNCTIONAL_DIMS, prosody_features
+
+EGEMAPS_DIMS = 88  # openSMILE eGeMAPSv02 functionals
 from ray_ser.models.features.speaker_norm import load_known_speakers, save_known_speakers, speaker_offsets
 
 __all__ = ["ProsodyEmotionModel", "ProsodyPredictor"]
@@ -39,11 +41,13 @@ __all__ = ["ProsodyEmotionModel", "ProsodyPredictor"]
 class ProsodyEmotionModel(nn.Module):
     """functionals (moved by the speaker's offset, plus raw) -> standardise -> MLP -> 8 logits."""
 
-    def __init__(self, settings: ProsodyTrain) -> None:
+    def __init__(self, settings: ProsodyTrain, classes: tuple[str, ...] = EMOTIONS) -> None:
         super().__init__()
         self.settings = settings
-        inputs = 2 * FUNCTIONAL_DIMS if settings.speaker_normalization else FUNCTIONAL_DIMS
-        self.register_buffer("reference_profile", torch.zeros(FUNCTIONAL_DIMS))
+        self.classes = tuple(classes)
+        self.dims = EGEMAPS_DIMS if settings.features == "egemaps" else FUNCTIONAL_DIMS
+        inputs = 2 * self.dims if settings.speaker_normalization else self.dims
+        self.register_buffer("reference_profile", torch.zeros(self.dims))
         self.known_speakers: dict[str, np.ndarray] = {}  # the training speakers' statistics
         # Set from the training corpus before the first step (fit_standardization).
         self.register_buffer("input_mean", torch.zeros(inputs))
@@ -51,19 +55,21 @@ class ProsodyEmotionModel(nn.Module):
         self.network = nn.Sequential(
             nn.Linear(inputs, settings.hidden), nn.GELU(), nn.Dropout(settings.dropout),
             nn.Linear(settings.hidden, settings.hidden), nn.GELU(), nn.Dropout(settings.dropout),
-            nn.Linear(settings.hidden, NUM_CLASSES))
+            nn.Linear(settings.hidden, len(self.classes)))
 
-    @staticmethod
-    def functionals(audios: Sequence[np.ndarray]) -> np.ndarray:
-        """[n, FUNCTIONAL_DIMS] float32."""
+    def functionals(self, audios: Sequence[np.ndarray]) -> np.ndarray:
+        """[n, dims] float32: the configured functionals of each clip."""
         if not audios:
-            return np.zeros((0, FUNCTIONAL_DIMS), dtype=np.float32)
+            return np.zeros((0, self.dims), dtype=np.float32)
+        if self.settings.features == "egemaps":
+            from ray_ser.evaluate.baselines import egemaps_functionals
+
+            return np.nan_to_num(egemaps_functionals(audios)).astype(np.float32)
         return np.stack([prosody_features(a) for a in audios]).astype(np.float32)
 
-    @staticmethod
-    def sums_of(values: np.ndarray) -> np.ndarray:
+    def sums_of(self, values: np.ndarray) -> np.ndarray:
         """Speaker statistics rows of clips' functionals: the values and a count of 1, added up per speaker."""
-        values = np.asarray(values, dtype=np.float64).reshape(-1, FUNCTIONAL_DIMS)
+        values = np.asarray(values, dtype=np.float64).reshape(-1, self.dims)
         return np.concatenate([values, np.ones((len(values), 1))], axis=1)
 
     def feature_sums(self, audios: Sequence[np.ndarray]) -> np.ndarray:
@@ -76,7 +82,7 @@ class ProsodyEmotionModel(nn.Module):
     def inputs_from_functionals(self, values: np.ndarray,
                                 speakers: Sequence[np.ndarray | None] | None = None) -> list[torch.Tensor]:
         """Each clip's network input from its functionals and its speaker's statistics (or None)."""
-        raw = torch.as_tensor(np.asarray(values, dtype=np.float32)).reshape(-1, FUNCTIONAL_DIMS)
+        raw = torch.as_tensor(np.asarray(values, dtype=np.float32)).reshape(-1, self.dims)
         if not self.settings.speaker_normalization:
             return list(raw)
         offsets = speaker_offsets(self.reference_profile, speakers if speakers is not None else [None] * len(raw))
@@ -107,13 +113,14 @@ class ProsodyEmotionModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.state_dict(), directory / "model.pt")
-        write_manifest(directory, "prosody", self.settings)
+        write_manifest(directory, "prosody", self.settings, self.classes)
         save_known_speakers(directory, self.known_speakers)
 
     @classmethod
     def load(cls, directory: str | Path) -> ProsodyEmotionModel:
         directory = Path(directory)
-        model = cls(read_manifest(directory, "prosody").parse(ProsodyTrain))
+        manifest = read_manifest(directory, "prosody")
+        model = cls(manifest.parse(ProsodyTrain), manifest.classes)
         model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu"))
         model.known_speakers = load_known_speakers(directory)
         return model.eval()

@@ -30,7 +30,7 @@ class ProsodyTraining(ClipsWithSpeakers, ClassifierLoss):
     def build(self, train, context):
         from ray_ser.branches.prosody.model import ProsodyEmotionModel
 
-        return ProsodyEmotionModel(train)
+        return ProsodyEmotionModel(train, context.classes)
 
     def inputs(self, model, items):
         return model.collate(items)

@@ -25,7 +25,7 @@ from torch import nn
 from ray_ser.branches.checkpoint import read_manifest, write_manifest
 from ray_ser.branches.speech_encoder.settings import SpeechAugmentConfig, SpeechEncoderTrain
 from ray_ser.schema import SAMPLE_RATE
-from ray_ser.labels import NUM_CLASSES
+from ray_ser.labels import EMOTIONS
 from ray_ser.models.audio_predictor import AudioEmotionPredictor
 from ray_ser.models.features.augment import augment_log_mel, augment_waveforms, band_limit
 from ray_ser.models.features.speaker_norm import (load_known_speakers, normalize_speakers, save_known_speakers,
@@ -61,9 +61,10 @@ class LogMelClip:
 class SpeechEmotionModel(nn.Module):
     """Encoder -> layer mix -> attentive statistics pooling -> classifier."""
 
-    def __init__(self, encoder: nn.Module, settings: SpeechEncoderTrain) -> None:
+    def __init__(self, encoder: nn.Module, settings: SpeechEncoderTrain, classes: tuple[str, ...] = EMOTIONS) -> None:
         super().__init__()
         self.settings = settings
+        self.classes = tuple(classes)
         self.is_whisper = encoder.config.model_type == "whisper"
         if self.is_whisper and hasattr(encoder, "get_encoder"):
             encoder = encoder.get_encoder()  # the decoder is never used
@@ -85,7 +86,7 @@ class SpeechEmotionModel(nn.Module):
         self.known_speakers: dict[str, np.ndarray] = {}  # the training speakers' statistics
         self.layer_weights = nn.Parameter(torch.zeros(layers))
         self.pooling = AttentiveStatsPooling(hidden, settings.pooling_dim)
-        self.classifier = nn.Sequential(nn.Dropout(settings.dropout), nn.Linear(2 * hidden, NUM_CLASSES))
+        self.classifier = nn.Sequential(nn.Dropout(settings.dropout), nn.Linear(2 * hidden, len(self.classes)))
         self._apply_finetune_mode()
 
     def _apply_finetune_mode(self) -> None:
@@ -189,10 +190,11 @@ class SpeechEmotionModel(nn.Module):
     # ---- loading and saving: the same path for production encoders and tiny test ones ----
 
     @classmethod
-    def from_settings(cls, settings: SpeechEncoderTrain, cache_dir: str | Path | None = None) -> SpeechEmotionModel:
+    def from_settings(cls, settings: SpeechEncoderTrain, cache_dir: str | Path | None = None,
+                      classes: tuple[str, ...] = EMOTIONS) -> SpeechEmotionModel:
         """A new model over settings.base_model (a hub id, a directory or tiny-random:<family>, built in
         cache_dir: the profile's, which training passes; None is $RAY_SER_CACHE or ~/.cache/ray_ser)."""
-        return cls(load_encoder(settings.base_model, cache_dir), settings)
+        return cls(load_encoder(settings.base_model, cache_dir), settings, classes)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -205,16 +207,17 @@ class SpeechEmotionModel(nn.Module):
         else:
             self.encoder.save_pretrained(directory / "encoder")
         torch.save(self.head_state(), directory / "head.pt")
-        write_manifest(directory, "speech_encoder", self.settings)
+        write_manifest(directory, "speech_encoder", self.settings, self.classes)
         save_known_speakers(directory, self.known_speakers)
 
     @classmethod
     def load(cls, directory: str | Path) -> SpeechEmotionModel:
         directory = Path(directory)
-        settings = read_manifest(directory, "speech_encoder").parse(SpeechEncoderTrain)
+        manifest = read_manifest(directory, "speech_encoder")
+        settings = manifest.parse(SpeechEncoderTrain)
         # The trained encoder is under encoder/; frozen, since a loaded branch only predicts.
         model = cls(load_encoder(str(directory / "encoder")), settings.model_copy(
-            update={"finetune": "frozen"}))
+            update={"finetune": "frozen"}), manifest.classes)
         # The encoder came from encoder/ already; head.pt must supply every other weight.
         result = model.load_state_dict(torch.load(directory / "head.pt", map_location="cpu"), strict=False)
         missing_head = [k for k in result.missing_keys if not k.startswith("encoder.")]

@@ -24,7 +24,7 @@ class SpeechEncoderTraining(ClipsWithSpeakers, ClassifierLoss):
     def build(self, train, context):
         from ray_ser.branches.speech_encoder.model import SpeechEmotionModel
 
-        return SpeechEmotionModel.from_settings(train, context.cache_dir)
+        return SpeechEmotionModel.from_settings(train, context.cache_dir, context.classes)
 
     def inputs(self, model, items):
         return model.collate(items)

@@ -12,7 +12,7 @@ def _load_predictor(checkpoint, branch, context):
 
     shots = (load_shots(branch.few_shot, context.storage, context.columns, context.labels)
              if branch.few_shot else ())
-    return SpeechLLMPredictor.load(checkpoint, branch.llm, branch.device, shots)
+    return SpeechLLMPredictor.load(checkpoint, branch.llm, branch.device, shots, context.labels.classes)
 
 
 def _training():

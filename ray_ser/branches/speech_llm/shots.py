@@ -50,7 +50,5 @@ def load_shots(cfg: FewShotConfig, storage: StorageConfig, columns: ColumnsConfi
     """The in-context examples: audio, transcript and label word of each drawn row."""
     from ray_ser.branches.speech_llm.engines import Shot
     from ray_ser.io.labelled import load_audio
-    from ray_ser.labels import EMOTIONS
-
     rows = read_shot_rows(cfg, storage, columns, labels)
-    return [Shot(audio, row.text, EMOTIONS[row.label]) for audio, row in zip(load_audio(rows, storage), rows)]
+    return [Shot(audio, row.text, labels.classes[row.label]) for audio, row in zip(load_audio(rows, storage), rows)]

@@ -17,9 +17,14 @@ class SpeechLLMTraining(AsTheyAre):
                 for audio, row in zip(load_audio(list(rows), context.storage), rows)]
 
     def build(self, train, context):
+        """A frozen audio tower (LoRA on the LM) runs once per clip: its tokens are cached (cached_tower.py)."""
         from ray_ser.branches.speech_llm.model import SpeechLLMEmotionModel
 
-        return SpeechLLMEmotionModel.from_settings(train, context.cache_dir)
+        if train.finetune == "lora":
+            from ray_ser.branches.speech_llm.cached_tower import CachedTowerSELM
+
+            return CachedTowerSELM.from_settings(train, context.cache_dir, context.classes)
+        return SpeechLLMEmotionModel.from_settings(train, context.cache_dir, context.classes)
 
     def inputs(self, model, items):
         return model.prepare(items)

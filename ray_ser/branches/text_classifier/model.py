@@ -17,7 +17,7 @@ from torch import nn
 
 from ray_ser.branches.checkpoint import read_manifest, write_manifest
 from ray_ser.branches.text_classifier.settings import TextClassifierTrain
-from ray_ser.labels import EMOTIONS, NUM_CLASSES
+from ray_ser.labels import EMOTIONS
 from ray_ser.models.weights import OFFLINE_PREFIX, offline_model, resolve_model_name
 
 __all__ = ["resolve_text_model", "TextEmotionModel", "TextClassifierPredictor"]
@@ -36,9 +36,11 @@ _LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value"
 class TextEmotionModel(nn.Module):
     """Tokenizer + sequence classifier over the 8 emotions."""
 
-    def __init__(self, model: nn.Module, tokenizer, settings: TextClassifierTrain) -> None:
+    def __init__(self, model: nn.Module, tokenizer, settings: TextClassifierTrain,
+                 classes: tuple[str, ...] = EMOTIONS) -> None:
         super().__init__()
         self.settings = settings
+        self.classes = tuple(classes)
         self.tokenizer = tokenizer
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -75,7 +77,8 @@ class TextEmotionModel(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
     @classmethod
-    def from_settings(cls, settings: TextClassifierTrain, cache_dir: str | Path | None = None) -> TextEmotionModel:
+    def from_settings(cls, settings: TextClassifierTrain, cache_dir: str | Path | None = None,
+                      classes: tuple[str, ...] = EMOTIONS) -> TextEmotionModel:
         """A new model over settings.base_model (a hub id, a directory, offline:<alias> or tiny-random:llama)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -83,8 +86,8 @@ class TextEmotionModel(nn.Module):
         extra = {"gguf_file": gguf} if gguf else {}
         tokenizer = AutoTokenizer.from_pretrained(path, **extra)
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=NUM_CLASSES, id2label=dict(enumerate(EMOTIONS)),
-            label2id={e: i for i, e in enumerate(EMOTIONS)}, dtype=torch.float32, **extra)
+            path, num_labels=len(classes), id2label=dict(enumerate(classes)),
+            label2id={e: i for i, e in enumerate(classes)}, dtype=torch.float32, **extra)
         if gguf:
             # GGUF weights are dequantized to fp32 on load; drop the marker so the model
             # trains and saves like any other (save_pretrained refuses "quantized" models).
@@ -92,7 +95,7 @@ class TextEmotionModel(nn.Module):
             model.is_quantized = False
             if hasattr(model.config, "quantization_config"):
                 del model.config.quantization_config
-        return cls(model, tokenizer, settings)
+        return cls(model, tokenizer, settings, classes)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -104,20 +107,21 @@ class TextEmotionModel(nn.Module):
         else:
             self.model.save_pretrained(directory / "model")
         self.tokenizer.save_pretrained(directory / "model")
-        write_manifest(directory, "text_classifier", self.settings)
+        write_manifest(directory, "text_classifier", self.settings, self.classes)
 
     @classmethod
     def load(cls, directory: str | Path) -> TextEmotionModel:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         directory = Path(directory)
-        settings = read_manifest(directory, "text_classifier").parse(TextClassifierTrain)
+        manifest = read_manifest(directory, "text_classifier")
+        settings = manifest.parse(TextClassifierTrain)
         tokenizer = AutoTokenizer.from_pretrained(directory / "model")
         model = AutoModelForSequenceClassification.from_pretrained(directory / "model", dtype=torch.float32)
-        if model.config.num_labels != NUM_CLASSES:
-            raise ValueError(f"{directory} has {model.config.num_labels} labels, expected {NUM_CLASSES}")
+        if model.config.num_labels != len(manifest.classes):
+            raise ValueError(f"{directory} has {model.config.num_labels} labels, its manifest {len(manifest.classes)}")
         # Loaded to predict: the merged weights are plain, so no adapters are added again.
-        return cls(model, tokenizer, settings.model_copy(update={"finetune": "full"})).eval()
+        return cls(model, tokenizer, settings.model_copy(update={"finetune": "full"}), manifest.classes).eval()
 
 
 class TextClassifierPredictor:
@@ -129,6 +133,7 @@ class TextClassifierPredictor:
     def __init__(self, model: TextEmotionModel, device: str = "cpu") -> None:
         self.model = model.to(device).eval()
         self.device = device
+        self.classes = model.classes
 
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "cpu") -> TextClassifierPredictor:
@@ -137,6 +142,6 @@ class TextClassifierPredictor:
     @torch.inference_mode()
     def predict_batch(self, texts: Sequence[str], speakers: None = None) -> np.ndarray:
         if not texts:
-            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
         inputs = {k: v.to(self.device) for k, v in self.model.encode(texts).items()}
         return torch.softmax(self.model(**inputs).float(), dim=-1).cpu().numpy()

@@ -24,7 +24,7 @@ class TextClassifierTraining(ClassifierLoss):
     def build(self, train, context):
         from ray_ser.branches.text_classifier.model import TextEmotionModel
 
-        return TextEmotionModel.from_settings(train, context.cache_dir)
+        return TextEmotionModel.from_settings(train, context.cache_dir, context.classes)
 
     def inputs(self, model, items):
         return model.encode(items)

@@ -22,7 +22,7 @@ from ray_ser.models.base import Transcript
 if TYPE_CHECKING:
     from ray_ser.config import AsrConfig
 
-__all__ = ["WhisperCT2", "resolve_whisper_model"]
+__all__ = ["WhisperCT2", "resolve_whisper_model", "pool_states"]
 
 _WINDOW_SAMPLES = 30 * 16_000
 _WINDOW_FRAMES = 3000
@@ -31,6 +31,16 @@ _FRAMES_PER_SECOND = 100
 # was 0.32; margins of 1, 2, 4 and 8 s (measured padding batches to their longest clip) gave 0.35,
 # 0.27, 0.27 and 0.28, and 2 s per clip gives 0.26.
 _MARGIN_FRAMES = 2 * _FRAMES_PER_SECOND
+
+
+def pool_states(states: np.ndarray, mel_frames: Sequence[int]) -> np.ndarray:
+    """[n, 2 * d]: mean and standard deviation of each clip's encoder states over its own frames
+    (the encoder's second convolution halves the mel frame rate; the window's padding is left out)."""
+    out = np.zeros((len(states), 2 * states.shape[-1]), np.float32)
+    for i, frames in enumerate(mel_frames):
+        own = states[i, : max(1, min(states.shape[1], -(-int(frames) // 2)))]
+        out[i] = np.concatenate([own.mean(axis=0), own.std(axis=0)])
+    return out
 
 
 def resolve_whisper_model(name: str, cache_dir: str | Path) -> str:
@@ -66,6 +76,7 @@ class WhisperCT2:
         self._hf_tokenizer = tokenizers.Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
         self._tokenizer_cls = Tokenizer
         self._tokenizers: dict[str, Tokenizer] = {}
+        self._d_model: int | None = None
 
     @classmethod
     def load(cls, options: AsrConfig, cache_dir: str | Path) -> WhisperCT2:
@@ -89,21 +100,54 @@ class WhisperCT2:
         return min(_WINDOW_FRAMES, seconds * _FRAMES_PER_SECOND)
 
     def predict_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
-        """Clips that share a window are encoded and decoded together. A clip's window depends on
-        the clip alone, so its transcript does not depend on what it was batched with."""
+        return self.transcribe(audios)[0]
+
+    def _windows(self, audios: Sequence[np.ndarray]):
+        """(clip indices, [n, mels, window] batch, each clip's own frame count) per window length.
+
+        A clip's window depends on the clip alone, and CTranslate2's encoder treats each row of a
+        batch on its own (bit for bit), so neither a transcript nor a clip's encoder states depend
+        on what it was batched with."""
         mels = [self._mel(a) for a in audios]
         windows = [self._window_frames(m.shape[-1]) for m in mels]
-        out: list[Transcript] = [None] * len(mels)  # type: ignore[list-item]
         for window in sorted(set(windows)):
             chosen = [i for i, w in enumerate(windows) if w == window]
             batch = np.stack([np.pad(mels[i], ((0, 0), (0, max(0, window - mels[i].shape[-1]))))[:, :window]
                               for i in chosen])
-            for i, transcript in zip(chosen, self._transcribe(np.ascontiguousarray(batch, dtype=np.float32))):
-                out[i] = transcript
-        return out
+            yield chosen, np.ascontiguousarray(batch, dtype=np.float32), [mels[i].shape[-1] for i in chosen]
 
-    def _transcribe(self, mels: np.ndarray) -> list[Transcript]:
-        encoded = self.model.encode(self._ct2.StorageView.from_array(mels))
+    def transcribe(self, audios: Sequence[np.ndarray],
+                   pooled_states: bool = False) -> tuple[list[Transcript], np.ndarray | None]:
+        """Transcripts; with pooled_states, also each clip's encoder states pooled over its own frames
+        (``pool_states``), from the same encoder pass."""
+        out: list[Transcript] = [None] * len(audios)  # type: ignore[list-item]
+        pooled = np.zeros((len(audios), 2 * self.d_model), np.float32) \
+            if pooled_states else None
+        for chosen, batch, frames in self._windows(audios):
+            encoded = self.model.encode(self._ct2.StorageView.from_array(batch))
+            if pooled is not None:
+                pooled[chosen] = pool_states(np.array(encoded), frames)
+            for i, transcript in zip(chosen, self._transcribe(batch, encoded)):
+                out[i] = transcript
+        return out, pooled
+
+    def encode_pooled(self, audios: Sequence[np.ndarray]) -> np.ndarray:
+        """[n, 2 * d_model]: each clip's last-layer encoder states pooled over its own frames, no decoding."""
+        pooled = np.zeros((len(audios), 2 * self.d_model), np.float32)
+        for chosen, batch, frames in self._windows(audios):
+            pooled[chosen] = pool_states(np.array(self.model.encode(self._ct2.StorageView.from_array(batch))),
+                                         frames)
+        return pooled
+
+    @property
+    def d_model(self) -> int:
+        """Width of the encoder's states (512 for Whisper base)."""
+        if self._d_model is None:
+            probe = np.zeros((1, self.model.n_mels, 2 * _FRAMES_PER_SECOND), np.float32)
+            self._d_model = int(np.array(self.model.encode(self._ct2.StorageView.from_array(probe))).shape[-1])
+        return self._d_model
+
+    def _transcribe(self, mels: np.ndarray, encoded) -> list[Transcript]:
         if self.options.language is not None or not self.model.is_multilingual:
             languages = [self.options.language or "en"] * len(mels)
         else:

@@ -1,6 +1,7 @@
 """The prosody branch on real espeak speech: functionals, speaker shift, checkpoint, learning."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ from ray_ser.branches.prosody.settings import ProsodyTrain
 from ray_ser.models.features.speaker_norm import add_statistics
 from ray_ser.demo.synth import synthesize_corpus
 from ray_ser.branches import FAMILIES, parse_branch
-from ray_ser.branches.training import Example
+from ray_ser.branches.training import Example, TrainingContext
+from ray_ser.config import ColumnsConfig, StorageConfig
 
 # log-mel means and standard deviations per band, then the five energy statistics (dB): a gain
 # moves these by a constant, which the speaker shift takes out; pitch and rate it leaves alone.
@@ -30,9 +32,15 @@ def _statistics(model, clips):
 def test_functionals_have_one_length_and_stay_finite(corpus_clips):
     clips = [audio for audio, _ in corpus_clips[:3]]
     odd = [np.zeros(0, dtype=np.float32), np.zeros(16000, dtype=np.float32), np.ones(7, dtype=np.float32)]
-    values = ProsodyEmotionModel.functionals(clips + odd)
+    model = ProsodyEmotionModel(ProsodyTrain())
+    values = model.functionals(clips + odd)
     assert values.shape == (6, FUNCTIONAL_DIMS) and np.isfinite(values).all()
-    assert ProsodyEmotionModel.functionals([]).shape == (0, FUNCTIONAL_DIMS)
+    assert model.functionals([]).shape == (0, FUNCTIONAL_DIMS)
+    # openSMILE's eGeMAPSv02: the standard 88, finite on odd clips too.
+    egemaps = ProsodyEmotionModel(ProsodyTrain(features="egemaps", speaker_normalization=True))
+    values = egemaps.functionals(clips + odd[1:])
+    assert values.shape == (5, 88) and np.isfinite(values).all()
+    assert egemaps.clip_inputs(clips)[0].shape == (176,)  # moved and raw
 
 
 def test_a_speakers_loudness_stops_mattering_in_the_moved_half(corpus_clips):
@@ -103,7 +111,7 @@ def _fit(train_examples, normalise: bool, epochs: int = 40):
     train = parse_branch({"family": "prosody", "train": {
         "speaker_normalization": normalise, "epochs": epochs}}).train
     torch.manual_seed(0)
-    model = family.build(train, None)
+    model = family.build(train, TrainingContext(StorageConfig(), Path("."), ColumnsConfig()))
     shard, _ = family.prepare_examples(model, train_examples, train_examples, [], train)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.05)
     rng = np.random.default_rng(0)
