@@ -186,6 +186,7 @@ def main() -> int:
                 weights[f"{corpus} fold {i + 1}"] = runs[-1]["fusion_weights"]
             tested = [r for r in rows if any(r["utterance_id"] in run["baseline"] for run in runs)]
             results[f"{corpus} (speaker-independent)"] = score(cfg, tested, runs)
+            report(results, weights, timer, started, args, overrides, work, partial=True)
         if not args.no_cross:
             for source, target in (("emodb", "ravdess"), ("ravdess", "emodb")):
                 print(f"[{time.perf_counter() - started:6.0f} s] cross-corpus: {source} -> {target}", flush=True)
@@ -193,24 +194,40 @@ def main() -> int:
                                withheld=False)
                 weights[f"{source} -> {target}"] = run["fusion_weights"]
                 results[f"{source} -> {target}"] = score(cfg, corpora[target], [run])
+                report(results, weights, timer, started, args, overrides, work, partial=True)
+    report(results, weights, timer, started, args, overrides, work)
+    return 0
 
-    for setting, systems in results.items():
-        print(f"\n{setting}: macro-F1 (UAR, accuracy), {next(iter(systems.values()))['rows']} clips")
-        for name, m in systems.items():
-            print(f"  {name:22} {m['macro_f1']:.3f}  ({m['uar']:.3f}, {m['accuracy']:.3f})")
-        fused, base = systems["fusion (label)"]["macro_f1"], systems["baseline"]["macro_f1"]
-        print(f"  fusion - baseline: {fused - base:+.3f}")
-        if "label, ids withheld" in systems:
-            print(f"  withheld ids cost: {fused - systems['label, ids withheld']['macro_f1']:+.3f}")
-    print("\ntime:")
-    for name, seconds in timer.parts.items():
-        print(f"  {name:28} {seconds:7.0f} s")
-    print(f"  {'total':28} {time.perf_counter() - started:7.0f} s")
+
+def report(results: dict, weights: dict, timer, started: float, args, overrides: list[str], work: Path,
+           partial: bool = False) -> None:
+    """Prints the figures so far and writes the JSON: after each setting (a long run that stops
+    early keeps what it measured), and once more at the end with the time each part took."""
+    if partial:
+        setting = next(reversed(results))
+        _print_setting(setting, results[setting])
+    else:
+        for setting, systems in results.items():
+            _print_setting(setting, systems)
+        print("\ntime:")
+        for name, seconds in timer.parts.items():
+            print(f"  {name:28} {seconds:7.0f} s")
+        print(f"  {'total':28} {time.perf_counter() - started:7.0f} s")
     target = Path(args.json or work / "real_speech.json")
     target.write_text(json.dumps({"results": results, "fusion_weights": weights, "time_s": timer.parts,
-                                  "config": args.config, "overrides": overrides}, indent=1))
-    print(f"figures: {target}")
-    return 0
+                                  "config": args.config, "overrides": overrides, "complete": not partial},
+                                 indent=1))
+    print(f"figures{' so far' if partial else ''}: {target}", flush=True)
+
+
+def _print_setting(setting: str, systems: dict) -> None:
+    print(f"\n{setting}: macro-F1 (UAR, accuracy), {next(iter(systems.values()))['rows']} clips")
+    for name, m in systems.items():
+        print(f"  {name:22} {m['macro_f1']:.3f}  ({m['uar']:.3f}, {m['accuracy']:.3f})")
+    fused, base = systems["fusion (label)"]["macro_f1"], systems["baseline"]["macro_f1"]
+    print(f"  fusion - baseline: {fused - base:+.3f}")
+    if "label, ids withheld" in systems:
+        print(f"  withheld ids cost: {fused - systems['label, ids withheld']['macro_f1']:+.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,7 @@ def test_speaker_normalised_branches_get_each_speakers_statistics(tmp_path, corp
     _check_exactly_once(table, [uid for uid, _, _ in rows])
     out = {r["utterance_id"]: r for r in table.to_pylist()}
     assert out["broken"]["status"] == "error" and out["anonymous"]["speaker"] is None
+    assert out["anonymous"]["speaker_cluster"] and not any(out[u]["speaker_cluster"] for u in out if u != "anonymous")
     speaker_of = {r["utterance_id"]: r["speaker"] for r in corpus_rows}
     assert all(out[u]["speaker"] == speaker_of[u] for u in clips)
 
@@ -146,8 +147,13 @@ def test_speaker_normalised_branches_get_each_speakers_statistics(tmp_path, corp
         got = np.array([out[u][f"{name}_probs"] for u in clips])
         np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=name)
         assert not np.allclose(got, unnormalised, atol=1e-4), name
-        # No speaker: the clip is labelled as it is.
-        np.testing.assert_allclose(out["anonymous"][f"{name}_probs"], unnormalised[0], atol=1e-4, err_msg=name)
+        # No speaker: the speaker pass gives the clip a voice group (speakers.estimate), here a group of its
+        # own, and the clip is normalised by that group's statistics.
+        anonymous = clips[corpus_rows[0]["utterance_id"]]
+        alone = add_statistics([("group", labelled.feature_sums([anonymous])[0])])["group"]
+        np.testing.assert_allclose(out["anonymous"][f"{name}_probs"], labelled.predict_batch([anonymous], [alone])[0],
+                                   atol=1e-4, err_msg=name)
+        assert not np.allclose(out["anonymous"][f"{name}_probs"], unnormalised[0], atol=1e-4), name
 
 
 def test_resume_after_interruption_no_duplicates_nothing_lost(tmp_path, corpus_rows, demo_config):

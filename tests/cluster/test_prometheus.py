@@ -46,16 +46,16 @@ def serve_requests(head, branch_checkpoints, cache_dir, s3_endpoint, corpus_rows
         deadline = time.monotonic() + 240
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
+                with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
                     if response.status == 200:
                         break
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"the Serve job did not answer /health:\n{head.logs(submission)[-3000:]}")
+                pytest.fail(f"the Serve job was not ready (/readyz):\n{head.logs(submission)[-3000:]}")
             time.sleep(2)
-        codes = (_post(f"{base}/annotate", Path(corpus_rows[0]["path"]).read_bytes(), "audio/wav"),
-                 _post(f"{base}/annotate", b"not audio", "audio/wav"))
+        codes = (_post(f"{base}/v1/annotate", Path(corpus_rows[0]["path"]).read_bytes(), "audio/wav"),
+                 _post(f"{base}/v1/annotate", b"not audio", "audio/wav"))
         yield codes
     finally:
         head.ray("job", "stop", "--address", head.dashboard, submission, check=False)

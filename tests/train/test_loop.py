@@ -155,13 +155,20 @@ def test_prosody_branch_workers_agree_on_the_reference_and_standardisation(tmp_p
 
 
 def test_branches_train_side_by_side_as_far_as_the_cpus_allow(tmp_path, corpus):
-    """fit_branches starts each trainer when the cluster's free CPUs hold its workers: on this
-    4-CPU cluster two 2-worker branches of 1 CPU per worker overlap, a third waits for one to end."""
+    """fit_branches starts each trainer when the cluster's free CPUs hold its workers: two 2-worker
+    branches that each take half the free CPUs overlap, a third waits for one to end. (Sized from
+    the CPUs free now: actors of earlier tests in the session may still hold some.)"""
+    import ray
+
     from ray_ser.train.loop import fit_branches
+
+    per_worker = float(ray.available_resources().get("CPU", 0.0)) / 4
+    assert per_worker > 0.1, ray.available_resources()
 
     def prosody(seed):
         return {"family": "prosody", "train": {
-            "epochs": 2, "batch_size": 4, "val_fraction": 0.3, "num_workers": 2, "seed": seed}}
+            "epochs": 2, "batch_size": 4, "val_fraction": 0.3, "num_workers": 2, "seed": seed,
+            "cpus_per_worker": per_worker}}
 
     cfg = profile_with({"a": prosody(0), "b": prosody(1), "c": prosody(2)})
     results = fit_branches(cfg, ["a", "b", "c"], str(corpus), str(tmp_path / "runs"))
