@@ -4,6 +4,7 @@ stopped for seconds mid-write. Every case ends with exactly one row per input.""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -32,11 +33,16 @@ def clips(tmp_path_factory):
     return [(r["utterance_id"], r["path"]) for r in csv.DictReader(open(manifest))]
 
 
+_runs = itertools.count()
+
+
 def _label(manifest: Path, out: str, cache_dir, *extra: str) -> list[str]:
+    # Each command its own Ray temp dir: nothing a SIGKILLed cluster left behind is reused.
     return [sys.executable, "-m", "ray_ser.cli", "label", "--config", "demo", "--input", str(manifest),
             "--output", out, "--set", f"cache_dir={cache_dir}", "--set", "ray.progress_bars=false",
             "--set", "branches={}", "--set", "sink.rows_per_file=4", "--set", "asr.resources.batch_size=4",
-            "--set", "decode.resources.batch_size=4", "--set", f"ray.temp_dir=/tmp/rsk{os.getpid()}", *extra]
+            "--set", "decode.resources.batch_size=4",
+            "--set", f"ray.temp_dir=/tmp/rsk{os.getpid()}-{next(_runs)}", *extra]
 
 
 def _rows(out: str, storage: StorageConfig = StorageConfig()) -> list[str]:
@@ -51,7 +57,8 @@ def _wait_for_rows(out: str, proc: subprocess.Popen, at_least: int, storage=Stor
         if written >= at_least:
             return written
         time.sleep(0.3)
-    raise AssertionError(f"the run ended (rc={proc.poll()}) or stalled before writing {at_least} rows")
+    said = proc.stdout.read()[-3000:] if proc.poll() is not None and proc.stdout else ""
+    raise AssertionError(f"the run ended (rc={proc.poll()}) or stalled before writing {at_least} rows\n{said}")
 
 
 def _summary(stdout: str, name: str) -> int:
