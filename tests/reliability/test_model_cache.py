@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -105,15 +107,33 @@ def test_a_branch_whose_build_fails_stops_the_train_command_with_its_error(tmp_p
          f"cache_dir={tmp_path / 'empty-cache'}", "--set", "ray.num_cpus=4", "--set",
          f"ray.temp_dir=/tmp/rsb{os.getpid()}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    failed_at, lines = None, []
-    for line in proc.stdout:  # Ray forwards the workers' logs to the driver's output
+    # Ray's worker logs stay in its log files (ray_ser/runtime.py): the failure's time is when the
+    # broken branch's error first appears there, watched while the command runs.
+    logs, failed_at, lines = [], [], []
+
+    def watch() -> None:
+        while proc.poll() is None and not failed_at:
+            for path in (Path(logs[0]).rglob("*") if logs else ()):
+                try:
+                    if path.is_file() and "unknown tiny-random model 'nope'" in path.read_text(errors="replace"):
+                        failed_at.append(time.monotonic())
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    for line in proc.stdout:
         lines.append(line)
-        if failed_at is None and "Error in training function" in line:
-            failed_at = time.monotonic()
+        if line.startswith("Ray's logs") and not logs:
+            logs.append(line.rsplit(": ", 1)[1].strip())
     returncode = proc.wait(timeout=600)
+    exited_at = time.monotonic()
+    watcher.join(timeout=5)
     output = "".join(lines)
     assert returncode == 1, output[-3000:]
     assert "ray-ser: branch 'bad' failed to train" in output and "unknown tiny-random model 'nope'" in output
-    assert failed_at is not None
+    assert failed_at, f"the error never reached Ray's logs under {logs}"
     # Ray and the trainers take a minute or two to start on a busy 2-core machine; the stop itself is quick.
-    assert time.monotonic() - failed_at < 30, output[-3000:]
+    assert exited_at - failed_at[0] < 30, output[-3000:]
