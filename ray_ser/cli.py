@@ -22,7 +22,7 @@ def _label(args: argparse.Namespace) -> int:
     from ray_ser.report import format_summary
 
     cfg = load_config(args.config, args.set)
-    summary = run_label_job(cfg, args.input, args.output, run_id=args.run_id)
+    summary = run_label_job(cfg, args.input, args.output, run_id=args.run_id, retry_errors=args.retry_errors)
     print(format_summary(summary, cfg.storage))
     return 0
 
@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--input", required=True, help="manifest (csv/jsonl/parquet), directory or s3:// prefix")
     label.add_argument("--output", required=True, help="output directory or s3:// prefix")
     label.add_argument("--run-id", default=None, help="run identifier stored on every row")
+    label.add_argument("--retry-errors", action="store_true",
+                       help="label again every input with an error row, permanent ones too (transient errors are "
+                       "retried by every run)")
     train = sub.choices["train"]
     train.add_argument("--branch", action="append", default=None,
                        help="branch name in the config's branches section; repeat it to train several side by "
@@ -190,13 +193,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ray_ser.branches.checkpoint import CheckpointError
     from ray_ser.config import ConfigError
+    from ray_ser.io.lease import OutputBusyError
     from ray_ser.io.manifest import ManifestError
+    from ray_ser.train.loop import BranchTrainingError
 
     try:
         return args.func(args)
-    except (ConfigError, ManifestError, CheckpointError) as exc:
+    except (ConfigError, ManifestError, CheckpointError, OutputBusyError) as exc:
         print(f"ray-ser: {exc}", file=sys.stderr)
         return 2
+    except BranchTrainingError as exc:  # the branch's own traceback was logged by its workers
+        print(f"ray-ser: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

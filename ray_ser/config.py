@@ -30,6 +30,7 @@ __all__ = [
     "SinkConfig",
     "RayConfig",
     "ColumnsConfig",
+    "ManifestConfig",
     "LabelsConfig",
     "SpeakerConfig",
     "VoteConfig",
@@ -54,6 +55,11 @@ class StorageConfig(Frozen):
         None, description="S3-compatible endpoint (MinIO, moto, ...); None means AWS itself."
     )
     s3_region: str = Field("us-east-1", description="Region passed to the S3 client.")
+    io_attempts: int = Field(
+        4, ge=1, le=20, description="Tries of each read and write against storage (input audio, Parquet parts, the "
+        "output lease) while it fails transiently (an I/O error, a timeout, a dropped connection); what still "
+        "fails is an error row of kind 'transient' that the next run retries (ray_ser/core/errors.py).")
+    io_backoff_s: float = Field(0.5, ge=0, le=60, description="Wait before the second try; each later wait doubles.")
 
 
 class DecodeResources(StageResources):
@@ -72,7 +78,21 @@ class DecodeConfig(Frozen):
     )
     min_speech_ms: int = Field(250, ge=0, description="VAD drops speech islands shorter than this.")
     min_silence_ms: int = Field(500, ge=0, description="A VAD cut needs at least this much silence.")
+    max_input_s: float = Field(
+        300.0, gt=0, description="A recording whose header declares more than this is never loaded whole: it is "
+        "read, resampled and cut by VAD in windows of this length, so a decode worker holds one window at a time "
+        "whatever the file's length. At least twice max_segment_s.")
+    min_sample_rate: int = Field(
+        4000, ge=1, description="A file whose header declares a lower sample rate is an error row before any "
+        "resampling (a WAV declaring 100 Hz would otherwise become hours of 16 kHz audio).")
     resources: DecodeResources = Field(DecodeResources(), description="Scheduling of the decode actor pool.")
+
+    @model_validator(mode="after")
+    def _windows_hold_segments(self) -> DecodeConfig:
+        if self.max_input_s < 2 * self.max_segment_s:
+            raise ValueError(f"max_input_s ({self.max_input_s}) must be at least twice max_segment_s "
+                             f"({self.max_segment_s}): a window must hold whole segments")
+        return self
 
 
 class AsrResources(StageResources):
@@ -149,6 +169,11 @@ class SinkConfig(Frozen):
 
     rows_per_file: int = Field(500, ge=1, description="Rows written per Parquet file (one file per write task).")
     compression: Literal["zstd", "snappy", "gzip", "none"] = Field("zstd", description="Parquet codec.")
+    lease_ttl_s: float = Field(
+        120.0, ge=5, description="One run writes an output at a time: a run holds a lease file in the output "
+        "location (local or S3) and renews it every quarter of this; another run on the same output fails at "
+        "once naming it, unless the lease is older than this (its run was killed) or, on the same host, its "
+        "process is gone.")
     resources: TaskResources = Field(TaskResources(), description="Scheduling of the write tasks.")
 
 
@@ -163,6 +188,13 @@ class RayConfig(Frozen):
     progress_bars: bool = Field(True, description="The driver's own progress output: one line for labeling (rows, "
                                 "rows/s, audio hours per hour, errors, ETA) and one per training epoch and branch. "
                                 "Ray Data's per-operator progress always goes to Ray's log files.")
+    block_mb: int = Field(32, ge=1, description="Ray Data's target block size (MiB): it bounds the memory of the steps "
+                          "after decode, which hold a few blocks of a long recording's segment audio at a time "
+                          "(Ray's 128 tripled it on a 2-hour recording; bench/memory_scaling.py).")
+    max_worker_losses: int = Field(2, ge=1, description="An input being processed each time a stage's worker process "
+                                   "died this many times (a native crash, the OOM killer) becomes an error row 'worker "
+                                   "lost' (kind transient), the rest of its batch written; after the first loss, the "
+                                   "batch is processed one input at a time to find the culprit.")
 
 
 class ColumnsConfig(Frozen):
@@ -180,6 +212,15 @@ class ColumnsConfig(Frozen):
 # default: RAVDESS "calm" is a low-arousal neutral delivery (the customary merge); EmoDB "boredom"
 # sits between neutral and sad, so its clips are left out of training rather than taught as either.
 DEFAULT_LABEL_RULES: dict[str, dict[str, str]] = {"ravdess": {"calm": "neutral"}, "emodb": {"boredom": "drop"}}
+
+
+class ManifestConfig(Frozen):
+    """How the labeling job reads its input manifest (ray_ser/io/manifest.py)."""
+
+    duplicate_ids: Literal["error", "keep_each"] = Field(
+        "error", description="A manifest naming one utterance_id on several rows: 'error' stops before any work, "
+        "naming the id and its lines; 'keep_each' labels every copy, the n-th (n >= 2) as input_id "
+        "'<id>@copy<n>' with a warning naming the line.")
 
 
 class LabelsConfig(Frozen):
@@ -345,6 +386,7 @@ class LabelConfig(Frozen):
     sink: SinkConfig = Field(SinkConfig(), description="Parquet output.")
     ray: RayConfig = Field(RayConfig(), description="Ray connection.")
     columns: ColumnsConfig = Field(ColumnsConfig(), description="Manifest column names.")
+    manifest: ManifestConfig = Field(ManifestConfig(), description="Reading the input manifest.")
     labels: LabelsConfig = Field(LabelsConfig(), description="The taxonomy and each corpus's label rules.")
     branches: dict[str, BranchConfig] = Field(
         default_factory=dict, description="Voting branches by name, in plan order; each adds "
@@ -428,6 +470,8 @@ def _read_profile(name_or_path: str) -> tuple[str, str]:
             return str(candidate), candidate.read_text()
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {candidate}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {candidate} is not UTF-8 text (byte {exc.start})") from None
     bundled = files("ray_ser.configs") / f"{name_or_path}.yaml"
     if not bundled.is_file():
         raise ConfigError(f"no profile {name_or_path!r}: the package ships {profile_names()}, or give a YAML path")

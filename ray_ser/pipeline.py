@@ -7,6 +7,12 @@ The plan is a list of ``StagePlan`` entries (ray_ser/stages/base.py): their decl
 checked against each other when the plan is built, before any model loads. A speaker-normalised
 branch first needs every speaker's statistics: a pass over the rows that name a speaker (decode
 -> speaker statistics) runs before the plan when one is configured.
+
+Nothing lost, nothing duplicated (README, "Exactly once"): a run holds the output's lease
+(ray_ser/io/lease.py) from before it reads what is written until it ends; it moves unreadable
+parts aside, removes the rows it is about to label again (transient errors, or every error with
+``retry_errors``) and skips what is complete (ray_ser/io/sink.py); every actor stage runs behind
+the worker-loss guard (ray_ser/stages/guard.py).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ray_ser.io.manifest import read_inputs
-from ray_ser.io.sink import scan_progress
+from ray_ser.io.sink import purge_inputs, remove_temp_files, scan_progress
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -28,9 +34,9 @@ if TYPE_CHECKING:
     from ray_ser.stages.base import StagePlan
     from ray_ser.stages.speaker import SpeakerProfiles
 
-__all__ = ["LabelSummary", "collect_speaker_statistics", "label_plan", "stage_arguments",
-           "apply_stage", "label_progress",
-           "run_label_job", "new_run_id"]
+__all__ = ["LabelSummary", "collect_speaker_statistics", "label_plan", "stage_arguments", "apply_stage",
+           "label_progress", "run_label_job", "new_run_id", "refuse_local_output_on_cluster", "guard_plan",
+           "output_lease"]
 
 
 @dataclass(frozen=True)
@@ -39,12 +45,15 @@ class LabelSummary:
     output: str
     inputs: int
     already_complete: int
-    duplicates_collapsed: int
+    duplicate_ids: int          # manifest rows repeating an id, labelled apart (manifest.duplicate_ids)
     rows_written: int
     rows_ok: int
     files_written: int
     audio_seconds: float
     wall_seconds: float
+    retried_inputs: int = 0     # inputs labelled again: their earlier rows were errors worth retrying
+    quarantined_parts: int = 0  # unreadable parts moved to _quarantine/ (their inputs labelled again)
+    inputs_given_up: int = 0    # rows whose worker died under them ray.max_worker_losses times: "worker lost"
 
     @property
     def rows_error(self) -> int:
@@ -89,10 +98,13 @@ def _to_blocks(table: pa.Table, batch_size: int) -> list[pa.Table]:
 
 def configure_data_context(cfg: LabelConfig) -> None:
     """Ray Data's driver-side settings: its per-operator progress goes to its log files only (the
-    driver prints one line of its own, ``label_progress``)."""
+    driver prints one line of its own, ``label_progress``); its block size from the profile."""
+    import ray.data
+
     from ray_ser.progress import quiet_ray_console
 
     quiet_ray_console()
+    ray.data.DataContext.get_current().target_max_block_size = cfg.ray.block_mb * 2**20
 
 
 def label_progress(cfg: LabelConfig, total: int, plans: list[StagePlan], title: str = "labeling",
@@ -105,7 +117,7 @@ def label_progress(cfg: LabelConfig, total: int, plans: list[StagePlan], title: 
     return LabelProgress(total, watched.replace(" ", "_"), enabled=cfg.ray.progress_bars, title=title)
 
 
-def _run(cfg: LabelConfig, inputs: pa.Table, plans: list[StagePlan]) -> ray.data.Dataset:
+def _run(cfg: LabelConfig, inputs: pa.Table, plans: list[StagePlan], ledger: str | None = None) -> ray.data.Dataset:
     import ray.data
 
     from ray_ser.stages.base import check_columns
@@ -114,17 +126,47 @@ def _run(cfg: LabelConfig, inputs: pa.Table, plans: list[StagePlan]) -> ray.data
     configure_data_context(cfg)
     ds = ray.data.from_arrow(_to_blocks(inputs, cfg.decode.resources.batch_size))
     for plan in plans:
-        ds = apply_stage(ds, plan)
+        ds = apply_stage(ds, guard_plan(cfg, plan, ledger) if ledger else plan)
     return ds
 
 
-def collect_speaker_statistics(cfg: LabelConfig, inputs: pa.Table) -> SpeakerProfiles:
+def guard_plan(cfg: LabelConfig, plan: StagePlan, ledger: str) -> StagePlan:
+    """An actor stage behind the worker-loss guard of the run's ledger (ray_ser/stages/guard.py)."""
+    from ray_ser.stages.guard import guarded
+
+    return guarded(plan, ledger, cfg.ray.max_worker_losses)
+
+
+def output_lease(cfg: LabelConfig, output_uri: str, run_id: str):
+    """This run's lease on its output (ray_ser/io/lease.py): ``with output_lease(...) as lease:``."""
+    from ray_ser.io.lease import OutputLease
+
+    return OutputLease(output_uri, cfg.storage, run_id, cfg.sink.lease_ttl_s)
+
+
+def refuse_local_output_on_cluster(output_uri: str) -> None:
+    """A local output is where the sink task ran: on a cluster of several nodes, parts would be spread over
+    their disks, out of sight of this run's resume scan. Refused before any work."""
+    import ray
+
+    from ray_ser.config import ConfigError
+    from ray_ser.io.storage import is_s3
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if not is_s3(output_uri) and len(nodes) > 1:
+        raise ConfigError(f"--output {output_uri} is a local path, but this Ray cluster has {len(nodes)} nodes: "
+                          "parts written on other nodes would land on their disks, where a resumed run cannot see "
+                          "them. Write to object storage (s3://bucket/prefix) instead")
+
+
+def collect_speaker_statistics(cfg: LabelConfig, inputs: pa.Table, ledger: str | None = None) -> SpeakerProfiles:
     """Every speaker's statistics for the speaker-normalised branches, and the voice group of each clip
-    that names no speaker (speakers.estimate); empty when no branch is speaker-normalised."""
+    that names no speaker (speakers.estimate); empty when no branch is speaker-normalised. With a ledger
+    (the name of a running WorkerLossLedger), its actor stages run behind the worker-loss guard."""
     import pyarrow.compute as pc
 
     from ray_ser.core.branch import uses_speaker_statistics
-    from ray_ser.stages.decode import DecodeStage
+    from ray_ser.stages.decode import decode_plans
     from ray_ser.stages.speaker import SpeakerProfiles, SpeakerStatisticsStage, add_batches
 
     branches = tuple(n for n, b in cfg.branches.items() if uses_speaker_statistics(b, cfg.storage))
@@ -135,9 +177,9 @@ def collect_speaker_statistics(cfg: LabelConfig, inputs: pa.Table) -> SpeakerPro
     rows = inputs.filter(readable if estimate else pc.and_(pc.is_valid(inputs.column("speaker")), readable))
     profiles = SpeakerProfiles({name: {} for name in branches})
     if rows.num_rows:
-        plans = [DecodeStage.plan(cfg), SpeakerStatisticsStage.plan(branches, cfg)]
+        plans = [*decode_plans(cfg), SpeakerStatisticsStage.plan(branches, cfg)]
         with label_progress(cfg, rows.num_rows, plans, title="speaker profiles", stage=plans[0].name):
-            found = add_batches(_run(cfg, rows, plans).iter_batches(batch_format="pyarrow", batch_size=None),
+            found = add_batches(_run(cfg, rows, plans, ledger).iter_batches(batch_format="pyarrow", batch_size=None),
                                 cfg.speakers)
         profiles.statistics.update(found.statistics)
         profiles.clusters = found.clusters
@@ -146,18 +188,19 @@ def collect_speaker_statistics(cfg: LabelConfig, inputs: pa.Table) -> SpeakerPro
 
 def label_plan(cfg: LabelConfig, output_uri: str, run_id: str, skip_ids: frozenset[str] = frozenset(),
                speakers: SpeakerProfiles | None = None) -> list[StagePlan]:
-    """The labeling job's stages in order: decode, (voice groups,) ASR, each branch, the decision, the sink."""
+    """The labeling job's stages in order: decode (and long recordings' segments), (voice groups,) ASR, each
+    branch, the decision, the sink."""
     from ray_ser.core.branch import shares_asr_encoder
     from ray_ser.stages import sink, vote
     from ray_ser.stages.asr import AsrStage
     from ray_ser.stages.branch import BranchStage
-    from ray_ser.stages.decode import DecodeStage
+    from ray_ser.stages.decode import decode_plans
     from ray_ser.stages.speaker import SpeakerProfiles, cluster_plan
 
     speakers = speakers or SpeakerProfiles()
     grouped = bool(speakers.clusters)
     sharing = {name for name, branch in cfg.branches.items() if shares_asr_encoder(branch, cfg)}
-    plans = [DecodeStage.plan(cfg, skip_ids)]
+    plans = decode_plans(cfg, skip_ids)
     if grouped:
         plans.append(cluster_plan(cfg, speakers.clusters))
     if cfg.asr.enabled:
@@ -172,48 +215,64 @@ def label_plan(cfg: LabelConfig, output_uri: str, run_id: str, skip_ids: frozens
 
 def job_inputs(cfg: LabelConfig, input_uri: str):
     """The job's inputs (ray_ser/io/manifest.py), the speaker column as the profile names it."""
-    return read_inputs(input_uri, cfg.storage, cfg.columns.speaker)
+    return read_inputs(input_uri, cfg.storage, cfg.columns.speaker, cfg.manifest.duplicate_ids)
 
 
-def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str | None = None) -> LabelSummary:
-    """Label everything under input_uri into output_uri, resuming what an earlier run wrote."""
-    import pyarrow as pa
+def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str | None = None,
+                  retry_errors: bool = False) -> LabelSummary:
+    """Label everything under input_uri into output_uri, resuming what earlier runs wrote.
+
+    Inputs whose rows are transient errors are labelled again; with retry_errors, every error row's input.
+    Raises OutputBusyError while another run writes output_uri, ManifestError for an unusable manifest.
+    """
     import pyarrow.compute as pc
+    import ray
 
+    from ray_ser.core.branch import require_matching_classes
     from ray_ser.runtime import ray_session
+    from ray_ser.stages.guard import start_ledger
 
     started = time.perf_counter()
-    from ray_ser.core.branch import require_matching_classes
-
     cfg.require_checkpoints()
     cfg.require_transcripts()
     cfg.require_fusion()
     require_matching_classes(cfg)
     run_id = run_id or new_run_id()
     input_set = job_inputs(cfg, input_uri)
-    progress = scan_progress(output_uri, cfg.storage)
-    table = input_set.table
-    if progress.complete_inputs:
-        done = pc.is_in(table.column("input_id"), value_set=pa.array(sorted(progress.complete_inputs), pa.string()))
-        table = table.filter(pc.invert(done))
-    rows = ok = files = 0
+    rows = ok = files = given_up = 0
     seconds = 0.0
-    if table.num_rows:
-        with ray_session(cfg.ray):
-            # Statistics cover every input, labelled before or not: a speaker's profile does not
-            # depend on where an interrupted run stopped.
-            speakers = collect_speaker_statistics(cfg, input_set.table)
-            plans = label_plan(cfg, output_uri, run_id, progress.partial_segment_ids, speakers)
-            with label_progress(cfg, table.num_rows, plans) as line:
-                for batch in _run(cfg, table, plans).iter_batches(batch_format="pyarrow", batch_size=None):
-                    rows += sum(batch.column("rows").to_pylist())
-                    ok += sum(batch.column("ok").to_pylist())
-                    files += sum(1 for f in batch.column("file").to_pylist() if f)
-                    seconds += sum(batch.column("audio_s").to_pylist())
-                    line.written(rows, rows - ok, seconds)
+    with output_lease(cfg, output_uri, run_id) as lease:
+        remove_temp_files(output_uri, cfg.storage)
+        progress = scan_progress(output_uri, cfg.storage, retry_errors)
+        if progress.purge:
+            purge_inputs(output_uri, cfg.storage, progress, cfg.sink.compression)
+        table = input_set.table
+        if progress.complete_count:
+            table = table.filter(pc.invert(pc.is_in(table.column("input_id"), value_set=progress.complete_inputs)))
+        if table.num_rows:
+            with ray_session(cfg.ray):
+                refuse_local_output_on_cluster(output_uri)
+                ledger_name = f"ray_ser-ledger-{run_id}"
+                ledger = start_ledger(ledger_name)
+                # Statistics cover every input, labelled before or not: a speaker's profile does not
+                # depend on where an interrupted run stopped.
+                speakers = collect_speaker_statistics(cfg, input_set.table, ledger_name)
+                plans = label_plan(cfg, output_uri, run_id, progress.partial_segment_ids, speakers)
+                with label_progress(cfg, table.num_rows, plans) as line:
+                    for batch in _run(cfg, table, plans, ledger_name).iter_batches(batch_format="pyarrow",
+                                                                                    batch_size=None):
+                        lease.check()
+                        rows += sum(batch.column("rows").to_pylist())
+                        ok += sum(batch.column("ok").to_pylist())
+                        files += sum(1 for f in batch.column("file").to_pylist() if f)
+                        seconds += sum(batch.column("audio_s").to_pylist())
+                        line.written(rows, rows - ok, seconds)
+                given_up = sum(n >= cfg.ray.max_worker_losses for n in ray.get(ledger.lost.remote()).values())
+                ray.kill(ledger)
     return LabelSummary(
         run_id=run_id, output=output_uri, inputs=input_set.table.num_rows,
-        already_complete=input_set.table.num_rows - table.num_rows,
-        duplicates_collapsed=input_set.duplicates_collapsed, rows_written=rows, rows_ok=ok,
-        files_written=files, audio_seconds=seconds, wall_seconds=time.perf_counter() - started,
+        already_complete=input_set.table.num_rows - table.num_rows, duplicate_ids=input_set.duplicate_ids,
+        rows_written=rows, rows_ok=ok, files_written=files, audio_seconds=seconds,
+        wall_seconds=time.perf_counter() - started, retried_inputs=len(progress.retry_inputs),
+        quarantined_parts=len(progress.quarantined), inputs_given_up=given_up,
     )

@@ -25,7 +25,10 @@ def format_summary(summary: LabelSummary, storage: StorageConfig, preview_rows: 
     lines = [f"run {summary.run_id}", _table([
         ("inputs", str(summary.inputs)),
         ("already complete (resumed)", str(summary.already_complete)),
-        ("duplicate ids collapsed", str(summary.duplicates_collapsed)),
+        ("labelled again (earlier errors)", str(summary.retried_inputs)),
+        ("duplicate ids kept apart", str(summary.duplicate_ids)),
+        ("unreadable parts quarantined", str(summary.quarantined_parts)),
+        ("rows given up: worker lost", str(summary.inputs_given_up)),
         ("rows written", str(summary.rows_written)),
         ("  ok", str(summary.rows_ok)),
         ("  error", str(summary.rows_error)),

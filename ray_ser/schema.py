@@ -6,7 +6,11 @@ Columns, in order:
 utterance_id       string      Unique key of the output row (exactly once per id). Equals
                                input_id for a whole utterance; ``{input_id}@{start_ms}``
                                for a VAD segment of a long recording.
-input_id           string      The manifest's utterance_id the row came from.
+input_id           string      The manifest's utterance_id the row came from. ``@`` marks ids
+                               the job derived, so no manifest id contains it
+                               (ray_ser/io/manifest.py): ``{id}@copy{n}`` for the n-th copy of
+                               a duplicated id (manifest.duplicate_ids=keep_each),
+                               ``@line{n}`` for a manifest row without an id.
 source             string      The audio's path or URI, as given.
 start, end         float64     Seconds within the source (null: whole file).
 duration           float64     Seconds of audio the row covers (null if undecodable).
@@ -22,6 +26,11 @@ asr_avg_logprob    float32     Mean token log-probability of the transcript.
 asr_no_speech_prob float32     Whisper's no-speech probability.
 status             string      "ok", or "error" with a reason in ``error``.
 error              string      "<stage>: <reason>" for status=error, else null.
+error_kind         string      For status=error: "transient" (I/O, a timeout, a lost worker:
+                               the next run of the same command retries the input) or
+                               "permanent" (undecodable, too short, missing, rejected by a
+                               model: kept; ``ray-ser label --retry-errors`` re-runs it).
+                               Null for ok rows. See ray_ser/core/errors.py.
 warnings           string      Non-fatal problems of a labelled row ("; "-joined), e.g. an ASR
                                failure (speech branches still voted) or a branch that failed.
 run_id             string      Identifies the job run that wrote the row.
@@ -50,13 +59,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["SAMPLE_RATE", "BASE_COLUMNS", "STATUS_OK", "STATUS_ERROR", "output_schema", "label_fields", "conform"]
+__all__ = ["SAMPLE_RATE", "BASE_COLUMNS", "STATUS_OK", "STATUS_ERROR", "TRANSIENT", "PERMANENT", "output_schema",
+           "label_fields", "conform"]
 
 # Audio travels between stages, and reaches every model, as 16 kHz mono float32.
 SAMPLE_RATE = 16_000
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
+# error_kind values (ray_ser/core/errors.py classifies exceptions into them).
+TRANSIENT = "transient"
+PERMANENT = "permanent"
 
 BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("utterance_id", "string"),
@@ -75,6 +88,7 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("asr_no_speech_prob", "float32"),
     ("status", "string"),
     ("error", "string"),
+    ("error_kind", "string"),
     ("warnings", "string"),
     ("run_id", "string"),
 )

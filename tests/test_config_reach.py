@@ -117,8 +117,8 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
     from ray_ser.core.branch import load_predictor
     from ray_ser.io.audio import to_bytes
     from ray_ser.io.storage import filesystem_for
-    from ray_ser.pipeline import collect_speaker_statistics, configure_data_context, job_inputs, label_plan, \
-        label_progress, stage_arguments
+    from ray_ser.pipeline import collect_speaker_statistics, configure_data_context, guard_plan, job_inputs, \
+        label_plan, label_progress, output_lease, stage_arguments
     from ray_ser.runtime import init_arguments
     from ray_ser.serve.app import build_app, build_probe_app, deployment_options, http_options, ingress_plan, \
         probe_route
@@ -192,6 +192,8 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
         # The labeling job's plan and every stage, on real clips (one longer than a segment: VAD cuts it).
         inputs = job_inputs(trained, str(corpus)).table.slice(0, 4)
         normalised = ("speech", "prosody", "probe")
+        with output_lease(trained, str(tmp_path / "out"), "run"):
+            pass
         configure_data_context(trained)
         init_arguments(trained.ray)
         decoded = DecodeStage(trained.storage, trained.decode)(inputs)
@@ -204,9 +206,10 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
         assert profiles.clusters  # the anonymous clip(s) got a voice group
         plans = label_plan(trained, str(tmp_path / "out"), "run", speakers=profiles)
         for plan in plans:
-            stage_arguments(plan)
+            stage_arguments(guard_plan(trained, plan, "ledger"))
         label_progress(trained, inputs.num_rows, plans)  # built, not started: no Ray here
-        batch = plans[1].udf(anonymous, **plans[1].kwargs)  # the voice groups
+        groups = next(plan for plan in plans if plan.name == "speaker clusters")
+        batch = groups.udf(anonymous, **groups.kwargs)  # the voice groups
         batch = AsrStage(trained.asr, str(cache), pooled_states=True)(batch)
         for plan in plans:
             if plan.name.startswith("branch "):

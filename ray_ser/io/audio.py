@@ -1,4 +1,10 @@
-"""Decode any supported container to 16 kHz mono float32, or say exactly why not."""
+"""Decode any supported container to 16 kHz mono float32, or say exactly why not.
+
+The header is checked before any samples are decoded: a declared sample rate below
+``min_sample_rate`` is refused (a WAV declaring 100 Hz would otherwise be resampled into hours of
+16 kHz audio), and so is a declared length over ``max_seconds`` where the caller bounds it.
+Long recordings are read a window at a time instead (ray_ser/io/audio_windows.py).
+"""
 
 from __future__ import annotations
 
@@ -6,30 +12,47 @@ import io
 
 import numpy as np
 
-__all__ = ["TARGET_SAMPLE_RATE", "AudioDecodeError", "decode_audio", "slice_seconds", "to_bytes", "from_bytes",
-           "to_wav_bytes"]
+__all__ = ["TARGET_SAMPLE_RATE", "DEFAULT_MIN_SAMPLE_RATE", "AudioDecodeError", "decode_audio", "check_declared",
+           "slice_seconds", "to_bytes", "from_bytes", "to_wav_bytes"]
 
 from ray_ser.schema import SAMPLE_RATE as TARGET_SAMPLE_RATE
+
+
+# The labeling job reads its own bound from decode.min_sample_rate; this is the default elsewhere (Serve).
+DEFAULT_MIN_SAMPLE_RATE = 4000
 
 
 class AudioDecodeError(ValueError):
     """The bytes are not decodable audio; the message is the row's error reason."""
 
 
-def _decode_soundfile(data: bytes) -> tuple[np.ndarray, int]:
+def check_declared(rate: float, seconds: float | None, min_sample_rate: int, max_seconds: float | None) -> None:
+    """Refuse, before decoding, a header whose rate or length would make decoding unbounded."""
+    if rate < min_sample_rate:
+        raise AudioDecodeError(f"declared sample rate {rate:g} Hz is below {min_sample_rate} Hz "
+                               "(decode.min_sample_rate)")
+    if max_seconds is not None and seconds is not None and seconds > max_seconds:
+        raise AudioDecodeError(f"declared length {seconds:.0f} s is over {max_seconds:.0f} s")
+
+
+def _decode_soundfile(data: bytes, min_rate: int, max_seconds: float | None) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
-    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    return samples.mean(axis=1), int(rate)
+    with sf.SoundFile(io.BytesIO(data)) as handle:
+        check_declared(handle.samplerate, handle.frames / handle.samplerate, min_rate, max_seconds)
+        samples = handle.read(dtype="float32", always_2d=True)
+    return samples.mean(axis=1), int(handle.samplerate)
 
 
-def _decode_av(data: bytes) -> tuple[np.ndarray, int]:
+def _decode_av(data: bytes, min_rate: int, max_seconds: float | None) -> tuple[np.ndarray, int]:
     import av
 
     with av.open(io.BytesIO(data)) as container:
         if not container.streams.audio:
             raise AudioDecodeError("no audio stream in container")
         stream = container.streams.audio[0]
+        declared = float(container.duration) / av.time_base if container.duration else None
+        check_declared(stream.rate or 0, declared, min_rate, max_seconds)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=TARGET_SAMPLE_RATE)
         chunks = []
         for frame in container.decode(stream):
@@ -42,15 +65,21 @@ def _decode_av(data: bytes) -> tuple[np.ndarray, int]:
     return np.concatenate(chunks).astype(np.float32), TARGET_SAMPLE_RATE
 
 
-def decode_audio(data: bytes) -> np.ndarray:
-    """Bytes of wav/flac/ogg/mp3 (anything libsndfile or FFmpeg reads) -> 16 kHz mono float32."""
+def decode_audio(data: bytes, min_sample_rate: int = DEFAULT_MIN_SAMPLE_RATE,
+                 max_seconds: float | None = None) -> np.ndarray:
+    """Bytes of wav/flac/ogg/mp3 (anything libsndfile or FFmpeg reads) -> 16 kHz mono float32.
+
+    The declared rate (and, given max_seconds, the declared length) is checked before decoding.
+    """
     if not data:
         raise AudioDecodeError("empty file")
     try:
-        samples, rate = _decode_soundfile(data)
+        samples, rate = _decode_soundfile(data, min_sample_rate, max_seconds)
+    except AudioDecodeError:
+        raise
     except Exception as first:  # libsndfile refuses some mp3/ogg variants; FFmpeg is the fallback
         try:
-            samples, rate = _decode_av(data)
+            samples, rate = _decode_av(data, min_sample_rate, max_seconds)
         except AudioDecodeError:
             raise
         except Exception as second:

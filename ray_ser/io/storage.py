@@ -46,18 +46,37 @@ def filesystem_for(uri: str, storage: StorageConfig) -> tuple[pyarrow.fs.FileSys
 
 
 class FileReader:
-    """Reads whole files from local paths and s3:// URIs, with one filesystem client per scheme."""
+    """Reads files from local paths and s3:// URIs, with one filesystem client per scheme.
+
+    A transient failure (I/O, timeout, dropped connection) is tried again ``storage.io_attempts``
+    times with doubling waits (ray_ser/core/errors.py); a missing file fails at once.
+    """
 
     def __init__(self, storage: StorageConfig) -> None:
         self.storage = storage
         self._filesystems: dict[bool, pyarrow.fs.FileSystem] = {}
 
-    def read(self, uri: str) -> bytes:
+    def _filesystem(self, uri: str) -> pyarrow.fs.FileSystem:
         s3 = is_s3(uri)
         if s3 not in self._filesystems:
             self._filesystems[s3] = filesystem_for(uri, self.storage)[0]
-        with self._filesystems[s3].open_input_stream(path_in_filesystem(uri)) as handle:
-            return handle.read()
+        return self._filesystems[s3]
+
+    def _retrying(self, call):
+        from ray_ser.core.errors import with_retries
+
+        return with_retries(call, self.storage.io_attempts, self.storage.io_backoff_s)
+
+    def read(self, uri: str) -> bytes:
+        def whole() -> bytes:
+            with self._filesystem(uri).open_input_stream(path_in_filesystem(uri)) as handle:
+                return handle.read()
+
+        return self._retrying(whole)
+
+    def open(self, uri: str) -> pyarrow.NativeFile:
+        """A seekable handle (read, seek, tell), for reading a long recording a window at a time."""
+        return self._retrying(lambda: self._filesystem(uri).open_input_file(path_in_filesystem(uri)))
 
 
 def localize_directory(uri: str, storage: StorageConfig, cache_dir: str | Path) -> Path:

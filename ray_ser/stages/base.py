@@ -52,6 +52,23 @@ class Stage:
     def process(self, batch: pa.Table) -> pa.Table:
         raise NotImplementedError
 
+    def give_up(self, batch: pa.Table, reason: str, kind: str) -> pa.Table:
+        """The stage's output for rows it will not process (their worker kept dying): each row an
+        error with this reason and kind, the stage's added columns empty (ray_ser/stages/guard.py)."""
+        import pyarrow as pa
+
+        from ray_ser.schema import STATUS_ERROR
+
+        n = batch.num_rows
+        for name, value in (("status", STATUS_ERROR), ("error", reason), ("error_kind", kind)):
+            column = pa.array([value] * n, pa.string())
+            index = batch.schema.get_field_index(name)
+            batch = batch.set_column(index, name, column) if index >= 0 else batch.append_column(name, column)
+        for name in self.adds:
+            if name not in batch.column_names:
+                batch = batch.append_column(name, pa.nulls(n))
+        return batch
+
     def teardown(self) -> None:
         """Release what setup acquired (a vLLM engine's processes); called once, when the pool ends."""
 

@@ -95,6 +95,14 @@ class BranchStage(Stage):
         return (batch.append_column(self.adds[0], pa.array([r.label for r in results], pa.string()))
                 .append_column(self.adds[1], pa.array([r.probs for r in results], pa.list_(pa.float32()))))
 
+    def give_up(self, batch: pa.Table, reason: str, kind: str) -> pa.Table:
+        """A branch that cannot process rows abstains on them (the other branches still vote)."""
+        import pyarrow as pa
+
+        batch = append_warning(batch, [reason] * batch.num_rows)
+        return (batch.append_column(self.adds[0], pa.nulls(batch.num_rows, pa.string()))
+                .append_column(self.adds[1], pa.nulls(batch.num_rows, pa.list_(pa.float32()))))
+
     def teardown(self) -> None:
         runner = getattr(self, "runner", None)
         if runner is not None:

@@ -3,7 +3,7 @@ probabilities, the agreement and the majority vote out (ray_ser/core/decision.py
 
 It also settles each row's status: a row any branch voted on is "ok" (an ASR failure
 moves to ``warnings``, since the speech branches still voted); a row no branch could
-label is "error" with the first reason found.
+label is "error" with the first reason found, and that error's kind.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ray_ser.core.decision import decide
 from ray_ser.labels import EMOTIONS
 from ray_ser.metrics import StageMetrics, error_kinds, record_vote
-from ray_ser.schema import STATUS_ERROR, STATUS_OK
+from ray_ser.schema import PERMANENT, STATUS_ERROR, STATUS_OK
 from ray_ser.stages.base import StagePlan, require_columns
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ ADDS = ("label", "confidence", "agreement", "probs", "vote_label", "vote_confide
 
 
 def _requires(branches: tuple[str, ...]) -> tuple[str, ...]:
-    return ("status", "error", "warnings", *(f"{b}_{c}" for b in branches for c in ("label", "probs")))
+    return ("status", "error", "error_kind", "warnings", *(f"{b}_{c}" for b in branches for c in ("label", "probs")))
 
 
 def plan(cfg: LabelConfig) -> StagePlan:
@@ -56,6 +56,7 @@ def vote_batch(batch: pa.Table, *, branches: tuple[str, ...], weights: dict[str,
                for b in branches}
     status = batch.column("status").to_pylist()
     errors = batch.column("error").to_pylist()
+    kinds = batch.column("error_kind").to_pylist()
     warnings = batch.column("warnings").to_pylist()
     out: dict[str, list] = {name: [] for name in ADDS}
     for i in range(batch.num_rows):
@@ -66,11 +67,13 @@ def vote_batch(batch: pa.Table, *, branches: tuple[str, ...], weights: dict[str,
         if decision.label is not None:
             if errors[i]:
                 warnings[i] = "; ".join(w for w in (errors[i], warnings[i]) if w)
-            status[i], errors[i] = STATUS_OK, None
+            status[i], errors[i], kinds[i] = STATUS_OK, None, None
         else:
             status[i] = STATUS_ERROR
+            # A branch's failure is in warnings without its kind: kept, until --retry-errors.
+            kinds[i] = kinds[i] if errors[i] else PERMANENT
             errors[i] = errors[i] or warnings[i] or "vote: no branch produced a label"
-    for name, values in (("status", status), ("error", errors), ("warnings", warnings)):
+    for name, values in (("status", status), ("error", errors), ("error_kind", kinds), ("warnings", warnings)):
         batch = batch.set_column(batch.schema.get_field_index(name), name, pa.array(values, pa.string()))
     durations = batch.column("duration").to_pylist() if "duration" in batch.column_names else []
     metrics.finish(status, sum(d for d in durations if d), error_kinds(status, batch))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ray_ser.models.weights import offline_model
+from ray_ser.models.weights import offline_model, save_pretrained_on_any_rank
 
 __all__ = ["tiny_encoder_checkpoint", "tiny_decoder_checkpoint", "tiny_speech_llm_checkpoint", "tiny_model_builder",
            "TINY_KINDS"]
@@ -44,7 +44,7 @@ def tiny_encoder_checkpoint(family: str, directory: str | Path, hidden: int = 64
     torch.manual_seed(seed)
     model = transformers.AutoModel.from_config(config)
     directory = Path(directory)
-    model.save_pretrained(directory)
+    save_pretrained_on_any_rank(model, directory)
     return directory
 
 
@@ -61,7 +61,7 @@ def _tiny_whisper(directory: str | Path, hidden: int, layers: int, seed: int, wi
         pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3)
     torch.manual_seed(seed)
     directory = Path(directory)
-    WhisperEncoder(config).save_pretrained(directory)
+    save_pretrained_on_any_rank(WhisperEncoder(config), directory)
     return directory
 
 
@@ -79,7 +79,7 @@ def tiny_decoder_checkpoint(directory: str | Path, hidden: int = 64, layers: int
         eos_token_id=tokenizer.sep_token_id)
     torch.manual_seed(seed)
     directory = Path(directory)
-    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(directory)
+    save_pretrained_on_any_rank(transformers.AutoModelForCausalLM.from_config(config), directory)
     tokenizer.save_pretrained(directory)
     return directory
 

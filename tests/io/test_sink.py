@@ -32,11 +32,11 @@ def test_reader_ignores_a_crashed_temp_file(tmp_path):
 
 def test_progress_separates_complete_and_partial_inputs(tmp_path):
     out = str(tmp_path / "out")
-    assert read_output(out, LOCAL) is None and scan_progress(out, LOCAL).complete_inputs == frozenset()
+    assert read_output(out, LOCAL) is None and scan_progress(out, LOCAL).complete_count == 0
     write_part(_table(["a", "long@0", "long@29000"], ["a", "long", "long"], [1, 3, 3]), out, LOCAL)
     write_part(_table(["b@0", "b@5000"], ["b", "b"], [2, 2]), out, LOCAL)
     progress = scan_progress(out, LOCAL)
-    assert progress.complete_inputs == {"a", "b"}
+    assert set(progress.complete_inputs.to_pylist()) == {"a", "b"}
     assert progress.partial_segment_ids == {"long@0", "long@29000"}
     assert progress.rows == 5
 

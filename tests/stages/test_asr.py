@@ -26,6 +26,7 @@ def _batch(audios, statuses):
         "utterance_id": [f"u{i}" for i in range(len(audios))],
         "audio": pa.array([to_bytes(a) if a is not None else None for a in audios], pa.large_binary()),
         "status": statuses, "error": pa.array([None if s == "ok" else "decode: x" for s in statuses], pa.string()),
+        "error_kind": pa.array([None if s == "ok" else "permanent" for s in statuses], pa.string()),
     })
 
 
@@ -50,6 +51,7 @@ def test_a_failing_clip_costs_only_itself(stage, corpus_rows):
         stage.model = stage.model.inner
     assert out[0]["status"] == "ok" and out[0]["transcript"]
     assert out[1]["status"] == "error" and out[1]["error"] == "asr: RuntimeError: model rejected a silent clip"
+    assert out[1]["error_kind"] == "permanent" and out[0]["error_kind"] is None
 
 
 def test_contract(stage):

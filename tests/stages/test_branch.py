@@ -22,6 +22,7 @@ def _batch(corpus_rows, n=3):
         "transcript": [r["text"] for r in corpus_rows[:n]] + ["Some words.", None],
         "status": ["ok"] * n + ["ok", "error"],
         "error": [None] * n + [None, "decode: empty file"],
+        "error_kind": pa.array([None] * n + [None, "permanent"], pa.string()),
     })
 
 
@@ -57,12 +58,14 @@ def test_vote_settles_status_asr_failure_still_gets_speech_votes(stages, corpus_
     batch = batch.set_column(3, "status", pa.array(["error", "ok", "ok", "ok", "error"]))
     batch = batch.set_column(4, "error", pa.array(["asr: RuntimeError: boom", None, None, None,
                                                    "decode: empty file"]))
+    batch = batch.set_column(5, "error_kind", pa.array(["permanent", None, None, None, "permanent"]))
     out = vote_batch(text(speech(batch)), branches=("speech", "text"), weights={"speech": 1.0, "text": 0.5},
                      priority=("speech", "text")).to_pylist()
     assert out[0]["status"] == "ok" and out[0]["label"] == out[0]["speech_label"] and out[0]["agreement"] == 1.0
     assert "asr: RuntimeError: boom" in out[0]["warnings"] and out[0]["error"] is None
     assert out[3]["status"] == "ok" and out[3]["label"] == out[3]["text_label"]   # speech failed, text voted
     assert out[4]["status"] == "error" and out[4]["label"] is None and out[4]["error"] == "decode: empty file"
+    assert out[4]["error_kind"] == "permanent" and out[0]["error_kind"] is None  # row 0 voted: no error left
     for row in out[:3]:
         assert row["label"] in EMOTIONS and 0 < row["confidence"] <= 1
 

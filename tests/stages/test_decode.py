@@ -13,6 +13,7 @@ def _inputs(rows):
         "input_id": [r[0] for r in rows], "path": [r[1] for r in rows],
         "start": pa.array([r[2] for r in rows], pa.float64()), "end": pa.array([r[3] for r in rows], pa.float64()),
         "manifest_error": pa.array([r[4] if len(r) > 4 else None for r in rows], pa.string()),
+        "manifest_warning": pa.array([None] * len(rows), pa.string()),
     })
 
 
@@ -34,6 +35,8 @@ def test_good_bad_and_sliced_rows_all_come_out(stage, corpus_rows, tmp_path):
     assert rows["b"]["status"] == "error" and rows["b"]["error"].startswith("decode: not decodable audio")
     assert "FileNotFoundError" in rows["m"]["error"]
     assert rows["e"]["error"] == "manifest: x" and rows["e"]["audio"] is None
+    # The file, not the moment, is at fault: the next run keeps these rows.
+    assert {rows[k]["error_kind"] for k in "bme"} == {"permanent"} and rows["g"]["error_kind"] is None
 
 
 def test_long_recording_becomes_segment_rows(stage, tmp_path):

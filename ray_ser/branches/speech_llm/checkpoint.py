@@ -47,16 +47,12 @@ def save_for_vllm(model, processor, directory: str | Path, state_dict: dict | No
     """
     from safetensors.torch import load_file, save_file
 
+    from ray_ser.models.weights import save_pretrained_on_any_rank
+
     directory = Path(directory)
-    # transformers writes no config or weights on a torch.distributed rank other than 0; but this
-    # directory is one process's own (a cache build, under build_once's lock, that any Ray Train rank may
-    # win, or a checkpoint): rank 1 building tiny-random:qwen2-audio left a directory marked complete with only
-    # the tokenizer in it, which every later load failed on.
-    model.should_save_on_this_rank = lambda is_main_process: is_main_process
-    try:
-        model.save_pretrained(directory, state_dict=state_dict)
-    finally:
-        del model.should_save_on_this_rank
+    # Any rank: a cache build (under build_once's lock, which any Ray Train rank may win) or a checkpoint
+    # is this process's own to write; transformers alone writes nothing on a rank other than 0.
+    save_pretrained_on_any_rank(model, directory, state_dict=state_dict)
     if not (directory / "config.json").exists() or not any(directory.glob("*.safetensors")):
         raise RuntimeError(f"save_pretrained wrote no config or weights into {directory}")
     processor.save_pretrained(directory)
