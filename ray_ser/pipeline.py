@@ -54,6 +54,7 @@ class LabelSummary:
     retried_inputs: int = 0     # inputs labelled again: their earlier rows were errors worth retrying
     quarantined_parts: int = 0  # unreadable parts moved to _quarantine/ (their inputs labelled again)
     inputs_given_up: int = 0    # rows whose worker died under them ray.max_worker_losses times: "worker lost"
+    branches: tuple[str, ...] = ()  # the profile's branches, whose rows the summary counts one by one
 
     @property
     def rows_error(self) -> int:
@@ -274,5 +275,5 @@ def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str
         already_complete=input_set.table.num_rows - table.num_rows, duplicate_ids=input_set.duplicate_ids,
         rows_written=rows, rows_ok=ok, files_written=files, audio_seconds=seconds,
         wall_seconds=time.perf_counter() - started, retried_inputs=len(progress.retry_inputs),
-        quarantined_parts=len(progress.quarantined), inputs_given_up=given_up,
+        quarantined_parts=len(progress.quarantined), inputs_given_up=given_up, branches=tuple(cfg.branches),
     )

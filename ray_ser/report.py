@@ -37,12 +37,15 @@ def format_summary(summary: LabelSummary, storage: StorageConfig, preview_rows: 
         ("wall seconds", f"{summary.wall_seconds:.1f}"),
         ("audio-s per s", f"{summary.audio_seconds_per_second:.2f}"),
     ])]
-    table = read_output(summary.output, storage, ["utterance_id", "duration", "transcript", "status", "error"])
+    labels = [f"{name}_label" for name in summary.branches]
+    table = read_output(summary.output, storage,
+                        ["utterance_id", "duration", "transcript", "status", "error", "warnings", *labels])
     if table is not None and table.num_rows:
         reasons = Counter(e[:90] for e in table.column("error").to_pylist() if e)
         if reasons:
             lines.append("errors by reason:")
             lines.append(_table([(reason, str(n)) for reason, n in reasons.most_common(5)]))
+        lines += _branch_lines(table, summary.branches)
         lines.append(f"output: {summary.output}  ({table.num_rows} rows in total)")
         lines.append("sample:")
         for row in table.slice(0, preview_rows).to_pylist():
@@ -50,6 +53,28 @@ def format_summary(summary: LabelSummary, storage: StorageConfig, preview_rows: 
             duration = f"{row['duration']:.2f}s" if row["duration"] is not None else "   -  "
             lines.append(f"  {row['utterance_id'][:28]:28}  {duration:>7}  {row['status']:5}  {text}")
     return "\n".join(lines)
+
+
+def _branch_lines(table, branches: tuple[str, ...]) -> list[str]:
+    """How many of the rows that were labelled each branch labelled, and the commonest reasons a
+    branch gave none: a branch that fails on every row still leaves a labelled output (the others
+    vote), so the summary says so instead of leaving it to the warnings column."""
+    import pyarrow.compute as pc
+
+    ok = table.filter(pc.equal(table.column("status"), "ok"))
+    lines = []
+    present = [b for b in branches if f"{b}_label" in table.column_names]
+    if present and ok.num_rows:
+        counts = [(b, ok.num_rows - ok.column(f"{b}_label").null_count) for b in present]
+        lines.append(f"labelled by each branch (of {ok.num_rows} labelled rows):")
+        lines.append(_table([(b, f"{n}" + ("" if n else "  <- gave no label on any row")) for b, n in counts]))
+    if "warnings" in ok.column_names:
+        notes = Counter(w.strip()[:90] for text in ok.column("warnings").to_pylist() if text
+                        for w in text.split("; ") if w.strip())
+        if notes:
+            lines.append("warnings by reason:")
+            lines.append(_table([(note, str(n)) for note, n in notes.most_common(5)]))
+    return lines
 
 
 def format_scores(scores: dict[str, dict]) -> str:
