@@ -216,7 +216,7 @@ def label_plan(cfg: LabelConfig, output_uri: str, run_id: str, skip_ids: frozens
 
 def job_inputs(cfg: LabelConfig, input_uri: str):
     """The job's inputs (ray_ser/io/manifest.py), the speaker column as the profile names it."""
-    return read_inputs(input_uri, cfg.storage, cfg.columns.speaker, cfg.manifest.duplicate_ids)
+    return read_inputs(input_uri, cfg.storage, cfg.columns.speaker, cfg.manifest.duplicate_ids, cfg.columns.language)
 
 
 def run_label_job(cfg: LabelConfig, input_uri: str, output_uri: str, run_id: str | None = None,

@@ -43,8 +43,8 @@ def _input_schema():
     import pyarrow as pa
 
     return pa.schema([("input_id", pa.string()), ("path", pa.string()), ("start", pa.float64()),
-                      ("end", pa.float64()), ("speaker", pa.string()), ("manifest_error", pa.string()),
-                      ("manifest_warning", pa.string()), ("line", pa.int64())])
+                      ("end", pa.float64()), ("speaker", pa.string()), ("language_hint", pa.string()),
+                      ("manifest_error", pa.string()), ("manifest_warning", pa.string()), ("line", pa.int64())])
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,13 @@ def _seconds(raw: str | None) -> float | None:
     return value if math.isfinite(value) else math.nan
 
 
-def _normalize(uri: str, block: pa.Table, base: str, speaker_column: str) -> pa.Table:
+def _language_code(value: str | None) -> str | None:
+    """A manifest's language as Whisper's code: "de", "en-US" and " EN " give de, en, en; empty gives None."""
+    code = (value or "").strip().lower().replace("_", "-").split("-")[0]
+    return code or None
+
+
+def _normalize(uri: str, block: pa.Table, base: str, speaker_column: str, language_column: str) -> pa.Table:
     """One block of manifest rows as input rows (Python lists of this block only)."""
     import math
 
@@ -162,8 +168,9 @@ def _normalize(uri: str, block: pa.Table, base: str, speaker_column: str) -> pa.
         return block.column(name).to_pylist() if name in block.column_names else [None] * n
 
     out: dict[str, list] = {name: [] for name in _input_schema().names}
-    for line, uid, path, start, end, speaker in zip(column(LINE), column("utterance_id"), column("path"),
-                                                    column("start"), column("end"), column(speaker_column)):
+    for line, uid, path, start, end, speaker, language in zip(
+            column(LINE), column("utterance_id"), column("path"), column("start"), column("end"),
+            column(speaker_column), column(language_column)):
         error = None
         uid = uid.strip() if uid is not None else None
         if not uid:
@@ -183,6 +190,7 @@ def _normalize(uri: str, block: pa.Table, base: str, speaker_column: str) -> pa.
         out["start"].append(None if lo is None or math.isnan(lo) else lo)
         out["end"].append(None if hi is None or math.isnan(hi) else hi)
         out["speaker"].append((speaker.strip() or None) if speaker is not None else None)
+        out["language_hint"].append(_language_code(language))
         out["manifest_error"].append(error)
         out["manifest_warning"].append(None)
         out["line"].append(line)
@@ -224,17 +232,18 @@ def _settle_duplicates(uri: str, table: pa.Table, policy: str) -> tuple[pa.Table
 
 
 def read_inputs(uri: str, storage: StorageConfig, speaker_column: str = "speaker",
-                duplicate_ids: str = "error") -> InputSet:
+                duplicate_ids: str = "error", language_column: str = "language") -> InputSet:
     """Read and normalise the inputs at uri (manifest file, directory or s3:// prefix).
 
-    speaker is the manifest's speaker_column when it has one, else null. Raises ManifestError for a
+    speaker is the manifest's speaker_column when it has one, else null; language_hint likewise from
+    language_column (a language code for the ASR). Raises ManifestError for a
     manifest that cannot be read, lacks a required column, has no rows, or repeats an id (unless
     duplicate_ids is 'keep_each').
     """
     import pyarrow as pa
 
     is_manifest = uri.lower().endswith(MANIFEST_EXTENSIONS)
-    wanted = ("utterance_id", "path", "start", "end", speaker_column)
+    wanted = ("utterance_id", "path", "start", "end", speaker_column, language_column)
     blocks = manifest_blocks(uri, storage, wanted) if is_manifest else _directory_blocks(uri, storage)
     base = posixpath.dirname(uri) if is_manifest else ""
     tables = []
@@ -242,7 +251,7 @@ def read_inputs(uri: str, storage: StorageConfig, speaker_column: str = "speaker
         missing = [c for c in ("utterance_id", "path") if c not in block.column_names]
         if missing:
             raise ManifestError(f"manifest {uri} lacks required column(s) {missing}")
-        tables.append(_normalize(uri, block, base, speaker_column))
+        tables.append(_normalize(uri, block, base, speaker_column, language_column))
     if not tables or not sum(t.num_rows for t in tables):
         raise ManifestError(f"manifest {uri} has no rows")
     table, duplicates = _settle_duplicates(uri, pa.concat_tables(tables), duplicate_ids)

@@ -22,7 +22,10 @@ class Transcript:
 class AsrModel(Protocol):
     """Speech recognition over a batch of 16 kHz mono clips of at most 30 s."""
 
-    def predict_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]: ...
+    def predict_batch(self, audios: Sequence[np.ndarray],
+                      languages: Sequence[str | None] | None = None) -> list[Transcript]:
+        """languages: each clip's language code where known (None: the configured one, or detected)."""
+        ...
 
 
 @dataclass(frozen=True)

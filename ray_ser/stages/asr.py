@@ -39,11 +39,12 @@ class AsrStage(Stage):
                                          "pooled_states": pooled_states},
                          cls.requires, adds, cfg.asr.resources, runtime_env=cfg.asr.runtime_env)
 
-    def _recognise(self, audios: list) -> list:
-        """(transcript, pooled states or None) per clip."""
+    def _recognise(self, items: list) -> list:
+        """(transcript, pooled states or None) per (clip, language hint)."""
+        audios, hints = [a for a, _ in items], [h for _, h in items]
         if not self.pooled_states:
-            return [(t, None) for t in self.model.predict_batch(audios)]
-        transcripts, pooled = self.model.transcribe(audios, pooled_states=True)
+            return [(t, None) for t in self.model.predict_batch(audios, hints)]
+        transcripts, pooled = self.model.transcribe(audios, pooled_states=True, languages=hints)
         return list(zip(transcripts, pooled))
 
     def process(self, batch: pa.Table) -> pa.Table:
@@ -56,8 +57,10 @@ class AsrStage(Stage):
         errors = batch.column("error").to_pylist()
         kinds = batch.column("error_kind").to_pylist()
         todo = [i for i in range(n) if status[i] == STATUS_OK and audio[i]]
+        # The manifest's language column, where it had one (decode carries it as language_hint).
+        hints = batch.column("language_hint").to_pylist() if "language_hint" in batch.column_names else [None] * n
         results, failures, failure_kinds = isolate_failures("asr", self._recognise,
-                                                            [from_bytes(audio[i]) for i in todo])
+                                                            [(from_bytes(audio[i]), hints[i]) for i in todo])
 
         text, lang, logprob, no_speech, states = [None] * n, [None] * n, [None] * n, [None] * n, [None] * n
         for i, result, failure, kind in zip(todo, results, failures, failure_kinds):

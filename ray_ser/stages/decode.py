@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["DecodeStage", "segment_id", "DECODE_COLUMNS", "cut_segments", "cut_plan", "decode_plans"]
 
 # The inputs table (ray_ser/io/manifest.py) has these; decode replaces them with one row per clip.
-INPUT_COLUMNS = ("input_id", "path", "start", "end", "speaker", "manifest_error", "manifest_warning")
-DECODE_COLUMNS = ("utterance_id", "input_id", "source", "speaker", "start", "end", "duration", "segment_index",
-                  "segment_count", "audio", "status", "error", "error_kind", "warnings")
+INPUT_COLUMNS = ("input_id", "path", "start", "end", "speaker", "language_hint", "manifest_error", "manifest_warning")
+DECODE_COLUMNS = ("utterance_id", "input_id", "source", "speaker", "language_hint", "start", "end", "duration",
+                  "segment_index", "segment_count", "audio", "status", "error", "error_kind", "warnings")
 
 
 def segment_id(input_id: str, start_s: float) -> str:
@@ -62,7 +62,8 @@ class _Rows:
     def add(self, row: dict, uid: str, start, end, duration, index: int, count: int, audio,
             error: str | None = None, kind: str | None = None) -> None:
         values = {"utterance_id": uid, "input_id": row["input_id"], "source": row["path"],
-                  "speaker": row.get("speaker"), "start": start, "end": end, "duration": duration,
+                  "speaker": row.get("speaker"), "language_hint": row.get("language_hint"),
+                  "start": start, "end": end, "duration": duration,
                   "segment_index": index, "segment_count": count, "audio": audio,
                   "status": STATUS_ERROR if error else STATUS_OK, "error": error,
                   "error_kind": (kind or PERMANENT) if error else None, "warnings": row.get("manifest_warning")}

@@ -15,10 +15,10 @@ class _FailsOnSilence:
     def __init__(self, inner):
         self.inner = inner
 
-    def predict_batch(self, audios):
+    def predict_batch(self, audios, languages=None):
         if any(not np.any(a) for a in audios):
             raise RuntimeError("model rejected a silent clip")
-        return self.inner.predict_batch(audios)
+        return self.inner.predict_batch(audios, languages)
 
 
 def _batch(audios, statuses):

@@ -142,8 +142,9 @@ class WhisperCT2:
         budget = _MIN_TOKEN_BUDGET + math.ceil(seconds * self.options.max_tokens_per_second)
         return min(self.options.max_new_tokens, budget)
 
-    def predict_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
-        return self.transcribe(audios)[0]
+    def predict_batch(self, audios: Sequence[np.ndarray],
+                      languages: Sequence[str | None] | None = None) -> list[Transcript]:
+        return self.transcribe(audios, languages=languages)[0]
 
     def _windows(self, audios: Sequence[np.ndarray]):
         """(clip indices, [n, mels, window] batch, each clip's own frame count, each clip's seconds)
@@ -162,17 +163,20 @@ class WhisperCT2:
             yield (chosen, np.ascontiguousarray(batch, dtype=np.float32), [mels[i].shape[-1] for i in chosen],
                    [seconds[i] for i in chosen])
 
-    def transcribe(self, audios: Sequence[np.ndarray],
-                   pooled_states: bool = False) -> tuple[list[Transcript], np.ndarray | None]:
+    def transcribe(self, audios: Sequence[np.ndarray], pooled_states: bool = False,
+                   languages: Sequence[str | None] | None = None) -> tuple[list[Transcript], np.ndarray | None]:
         """Transcripts; with pooled_states, also each clip's encoder states pooled over its own frames
-        (``pool_states``), from the same encoder pass that the decoding (and its fallbacks) reads."""
+        (``pool_states``), from the same encoder pass that the decoding (and its fallbacks) reads.
+        languages: each clip's language code where the caller knows it (a manifest's language column);
+        a clip without one (None, or a code Whisper does not know) gets asr.language or is detected."""
         out: list[Transcript] = [None] * len(audios)  # type: ignore[list-item]
         pooled = np.zeros((len(audios), 2 * self.d_model), np.float32) if pooled_states else None
         for chosen, batch, frames, seconds in self._windows(audios):
             encoded = self.encode(batch)
             if pooled is not None:
                 pooled[chosen] = pool_states(_host(encoded, self._ct2), frames)
-            for i, transcript in zip(chosen, self._transcribe(encoded, seconds)):
+            hints = [languages[i] for i in chosen] if languages is not None else None
+            for i, transcript in zip(chosen, self._transcribe(encoded, seconds, hints)):
                 out[i] = transcript
         return out, pooled
 
@@ -195,14 +199,29 @@ class WhisperCT2:
         """Whisper's encoder over a batch of log-mel windows (batch, n_mels, frames): a StorageView."""
         return self.model.encode(self._ct2.StorageView.from_array(np.ascontiguousarray(mels, dtype=np.float32)))
 
-    def _transcribe(self, encoded: Any, seconds: Sequence[float]) -> list[Transcript]:
+    def _languages(self, encoded: Any, count: int, hints: Sequence[str | None] | None) -> list[str]:
+        """Each clip's language: its hint where Whisper knows that code, else asr.language, else detected
+        (only the clips that need it go through detection)."""
+        opts = self.options
+        if not self.model.is_multilingual:
+            return ["en"] * count
+        known = [h if h and self._hf_tokenizer.token_to_id(f"<|{h}|>") is not None else None
+                 for h in (hints if hints is not None else [None] * count)]
+        missing = [i for i, code in enumerate(known) if code is None]
+        if missing and opts.language is not None:
+            for i in missing:
+                known[i] = opts.language
+        elif missing:
+            detected = self.model.detect_language(_rows(encoded, missing, count, self._ct2))
+            for i, pairs in zip(missing, detected):
+                known[i] = pairs[0][0][2:-2]
+        return known  # type: ignore[return-value]
+
+    def _transcribe(self, encoded: Any, seconds: Sequence[float],
+                    hints: Sequence[str | None] | None = None) -> list[Transcript]:
         """Decode encoder output (one row per clip of ``seconds`` length) under the guards above."""
         opts = self.options
-        if opts.language is not None or not self.model.is_multilingual:
-            languages = [opts.language or "en"] * len(seconds)
-        else:
-            detected = self.model.detect_language(encoded)
-            languages = [pairs[0][0][2:-2] for pairs in detected]
+        languages = self._languages(encoded, len(seconds), hints)
         prompts = []
         for lang in languages:
             tok = self._tokenizer(lang)

@@ -48,12 +48,16 @@ class WhisperXAsr:
         align_model, metadata = whisperx.load_align_model(language_code=options.language or "en", device=device)
         return cls(model, align_model, metadata, device, options.language)
 
-    def predict_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
+    def predict_batch(self, audios: Sequence[np.ndarray],
+                      languages: Sequence[str | None] | None = None) -> list[Transcript]:
         import whisperx
 
         out = []
-        for audio in audios:
-            result = self.model.transcribe(np.asarray(audio, dtype=np.float32), batch_size=_CHUNKS_PER_CALL)
+        for i, audio in enumerate(audios):
+            # A clip's known language steers transcription; alignment keeps the configured language's model.
+            hint = languages[i] if languages is not None else None
+            result = self.model.transcribe(np.asarray(audio, dtype=np.float32), batch_size=_CHUNKS_PER_CALL,
+                                           **({"language": hint} if hint else {}))
             aligned = whisperx.align(result["segments"], self.align_model, self.align_metadata,
                                      audio, self.device, return_char_alignments=False)
             text = " ".join(seg["text"].strip() for seg in aligned["segments"]).strip()
