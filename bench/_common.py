@@ -400,3 +400,17 @@ def job_session(cfg, **extra):
         yield
     finally:
         ray.shutdown()
+
+
+def tree_cpu_seconds() -> float:
+    """CPU time of this process and its children (vLLM's engine core runs in a child process)."""
+    import psutil
+
+    total = time.process_time()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total

@@ -38,22 +38,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import tree_cpu_seconds  # bench/ is the script's directory
 
 REAL_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-speech"
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process and its children (vLLM's engine runs in child processes)."""
-    import psutil
-
-    total = time.process_time()
-    for child in psutil.Process().children(recursive=True):
-        try:
-            times = child.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
 
 
 class Clock:
@@ -65,10 +52,10 @@ class Clock:
         self.cpu: list[float] = []
 
     def __call__(self, fn, *args, **kwargs):
-        wall, cpu = time.perf_counter(), _cpu_seconds()
+        wall, cpu = time.perf_counter(), tree_cpu_seconds()
         out = fn(*args, **kwargs)
         self.wall.append(time.perf_counter() - wall)
-        self.cpu.append(_cpu_seconds() - cpu)
+        self.cpu.append(tree_cpu_seconds() - cpu)
         return out
 
     def per(self, n: int = 1, skip: int = 0) -> str:

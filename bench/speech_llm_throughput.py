@@ -36,28 +36,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _cpu_seconds() -> float:
-    """CPU time of this process and its children (vLLM's engine core runs in a child process)."""
-    import psutil
-
-    total = time.process_time()
-    for child in psutil.Process().children(recursive=True):
-        try:
-            times = child.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
+from _common import tree_cpu_seconds  # noqa: E402
 
 
 def _run(predictor, items, batch: int) -> tuple[float, float, list]:
     """(wall seconds, CPU seconds, distributions) over every clip, in batches."""
-    wall, cpu = time.perf_counter(), _cpu_seconds()
+    wall, cpu = time.perf_counter(), tree_cpu_seconds()
     probs = []
     for i in range(0, len(items), batch):
         probs += list(predictor.predict_batch(items[i:i + batch]))
-    return time.perf_counter() - wall, _cpu_seconds() - cpu, probs
+    return time.perf_counter() - wall, tree_cpu_seconds() - cpu, probs
 
 
 def real_clips(data: Path, n: int, seed: int = 0) -> list[dict]:
