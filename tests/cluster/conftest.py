@@ -113,7 +113,8 @@ class Head:
             return exc.code, exc.read()
 
 
-def _wait_ready(head: Head, proc: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
+def _wait_ready(head: Head, proc: subprocess.Popen, log: Path, timeout_s: float = 300) -> None:
+    # A quiet 2-core machine answers in ~15 s; under other work the dashboard alone has taken over 120 s.
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
