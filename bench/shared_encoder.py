@@ -1,0 +1,131 @@
+"""One Whisper encoder pass for transcript and emotion, against encoding each clip twice.
+
+    .venv/bin/python bench/shared_encoder.py [--clips 120] [--rounds 2] [--config real-speech]
+
+Labels real RAVDESS clips (../shared/data/real-speech) with the profile's ASR and one encoder_probe
+branch reading Whisper's last layer, with ``asr.share_encoder`` on (the ASR stage hands each clip's
+pooled encoder states to the branch) and off (the branch encodes the clip again). The two settings
+run alternately in one Ray session, ``--rounds`` times each, so that the machine's drift hits both
+alike. Prints each run's throughput (audio seconds per wall second), the median ratio, and whether
+the two settings wrote identical labels and probabilities. A probe of earlier blocks (the real-speech
+profile's blocks 1-3) runs an encoder of its own either way: its time is printed beside, for context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _probe_checkpoint(cfg, directory: Path, layers: tuple[int, ...], normalised: bool = True) -> str:
+    """An encoder_probe checkpoint on the profile's ASR Whisper (its head's weights are random: the
+    figure is speed, and identity between the settings)."""
+    import torch
+
+    from ray_ser.branches.encoder_probe.model import ProbeModel, resolve_encoder
+    from ray_ser.branches.encoder_probe.settings import EncoderProbeTrain
+
+    settings = resolve_encoder(EncoderProbeTrain(head="linear", encoder={"layers": layers},
+                                                   speaker_normalization=normalised), cfg.asr)
+    torch.manual_seed(0)
+    model = ProbeModel(settings, max(len(layers), 1), 1024, cfg.labels.classes)
+    for parameter in model.head.parameters():
+        torch.nn.init.normal_(parameter, std=0.05)
+    model.save(directory)
+    return str(directory)
+
+
+def _config(base, checkpoint: str, share: bool):
+    from ray_ser.config import LabelConfig
+
+    data = base.model_dump(mode="json")
+    data["branches"] = {"whisper": {"family": "encoder_probe", "checkpoint": checkpoint,
+                                    "resources": data["branches"]["whisper"]["resources"]}}
+    data["vote"]["priority"] = ["whisper"]
+    data["fusion"] = {"method": "none"}
+    data["asr"]["share_encoder"] = share
+    return LabelConfig.model_validate(data)
+
+
+def _read(output: str):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(output, columns=["utterance_id", "status", "label", "probs", "transcript"])
+    return {r["utterance_id"]: r for r in table.to_pylist()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "real-speech"))
+    parser.add_argument("--config", default="real-speech")
+    parser.add_argument("--clips", type=int, default=120)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args()
+
+    from ray_ser.config import load_config
+    from ray_ser.pipeline import run_label_job
+    from ray_ser.runtime import ray_session
+
+    base = load_config(args.config, ["ray.progress_bars=false"])
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="ray_ser_shared_"))
+    work.mkdir(parents=True, exist_ok=True)
+    manifest = Path(args.data) / "ravdess" / "manifest.csv"
+    rows = list(csv.DictReader(open(manifest)))
+    rows = rows[:: max(1, len(rows) // args.clips)][: args.clips]
+    clips = work / "clips.csv"
+    with open(clips, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(dict(r, path=str(manifest.parent / r["path"])) for r in rows)
+
+    last = _probe_checkpoint(base, work / "probe-last", ())
+    plain = _probe_checkpoint(base, work / "probe-plain", (), normalised=False)
+    blocks = _probe_checkpoint(base, work / "probe-1-3", (1, 2, 3))
+    # A speaker-normalised probe reads every speaker's clips in a statistics pass first (an encoder pass
+    # of its own either way); without normalisation the job is one pass.
+    settings = {"shared": _config(base, last, True), "twice": _config(base, last, False),
+                "shared, one pass": _config(base, plain, True), "twice, one pass": _config(base, plain, False),
+                "blocks 1-3": _config(base, blocks, True)}
+    speeds: dict[str, list[float]] = {name: [] for name in settings}
+    outputs: dict[str, str] = {}
+    with ray_session(base.ray):
+        run_label_job(settings["shared"], str(clips), str(work / "warmup"))  # model files built, caches warm
+        for round_ in range(args.rounds):
+            for name, cfg in settings.items():
+                output = str(work / f"{name.replace(' ', '-')}-{round_}")
+                started = time.perf_counter()
+                summary = run_label_job(cfg, str(clips), output)
+                wall = time.perf_counter() - started
+                speeds[name].append(summary.audio_seconds / wall)
+                outputs[name] = output
+                print(f"round {round_ + 1} {name:16} {summary.rows_ok}/{summary.rows_written} ok  "
+                      f"{wall:6.1f} s  {summary.audio_seconds / wall:5.2f} audio-s/s", flush=True)
+
+    print(f"\n{len(rows)} RAVDESS clips, {args.rounds} rounds; audio-s per wall-s (median):")
+    for name, values in speeds.items():
+        print(f"  {name:16} {statistics.median(values):5.2f}   runs: {', '.join(f'{v:.2f}' for v in values)}")
+    identical = True
+    for suffix in ("", ", one pass"):
+        shared, twice = _read(outputs["shared" + suffix]), _read(outputs["twice" + suffix])
+        same_labels = shared.keys() == twice.keys() and all(shared[k]["label"] == twice[k]["label"] for k in shared)
+        same_probs = all(shared[k]["probs"] == twice[k]["probs"] for k in shared)
+        same_text = all(shared[k]["transcript"] == twice[k]["transcript"] for k in shared)
+        ratios = [s / t for s, t in zip(speeds["shared" + suffix], speeds["twice" + suffix])]
+        print(f"shared / twice{suffix or ' (speaker-normalised)'}: {statistics.median(ratios):.2f}x  "
+              f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}); identical labels: {same_labels}, "
+              f"probabilities: {same_probs}, transcripts: {same_text}")
+        identical = identical and same_labels and same_probs
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
