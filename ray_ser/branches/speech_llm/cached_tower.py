@@ -32,7 +32,7 @@ import torch
 from ray_ser.schema import SAMPLE_RATE as TARGET_SAMPLE_RATE
 from ray_ser.models.pretrained.ct2_whisper import clip_window_frames, tower_hidden_states
 from ray_ser.branches.speech_llm.engines import PromptBuilder, SpeechLLMInput
-from ray_ser.branches.speech_llm.model import SpeechLLMEmotionModel
+from ray_ser.branches.speech_llm.model import SpeechLLMEmotionModel, append_answers
 from ray_ser.branches.speech_llm.settings import SpeechLLMTrain
 from ray_ser.labels import EMOTIONS
 
@@ -180,17 +180,7 @@ class CachedTowerSELM(SpeechLLMEmotionModel):
         batch["audio_tokens"], batch["audio_lengths"] = padded, lengths
         if answers is None:
             return batch
-        width = max(len(self.answers[a]) for a in answers)
-        answer_ids = torch.full((len(answers), width), tokenizer.pad_token_id, dtype=torch.long)
-        answer_mask = torch.zeros((len(answers), width), dtype=torch.long)
-        for row, label in enumerate(answers):
-            ids = self.answers[label]
-            answer_ids[row, :len(ids)] = torch.tensor(ids)
-            answer_mask[row, :len(ids)] = 1
-        batch["input_ids"] = torch.cat([batch["input_ids"], answer_ids], dim=1)
-        batch["attention_mask"] = torch.cat([batch["attention_mask"], answer_mask], dim=1)
-        batch["answer_mask"] = answer_mask
-        return batch
+        return append_answers(batch, [self.answers[a] for a in answers], tokenizer.pad_token_id)
 
     def forward(self, input_ids, attention_mask, audio_tokens, audio_lengths,
                 answer_mask: torch.Tensor | None = None) -> torch.Tensor:

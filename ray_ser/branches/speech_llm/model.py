@@ -26,7 +26,7 @@ from ray_ser.branches.speech_llm.settings import SpeechLLMTrain
 from ray_ser.labels import EMOTIONS
 from ray_ser.models.weights import resolve_model_name
 
-__all__ = ["SpeechLLMEmotionModel", "resolve_speech_llm"]
+__all__ = ["SpeechLLMEmotionModel", "resolve_speech_llm", "append_answers"]
 
 _LM_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
@@ -40,6 +40,21 @@ def resolve_speech_llm(name: str, cache_dir: str | Path | None = None) -> str:
     if name in PRETRAINED_SPEECH_LLMS:
         return resolve_pretrained_speech_llm(name, cache_dir)
     return str(model_directory(resolve_model_name(name, cache_dir)))
+
+
+def append_answers(batch: dict, answers: Sequence[Sequence[int]], pad_id: int) -> dict:
+    """Each row's answer tokens appended to its prompt (padded to the longest), with ``answer_mask``
+    marking them: what the training loss scores."""
+    width = max(len(ids) for ids in answers)
+    answer_ids = torch.full((len(answers), width), pad_id, dtype=torch.long)
+    answer_mask = torch.zeros((len(answers), width), dtype=torch.long)
+    for row, ids in enumerate(answers):
+        answer_ids[row, :len(ids)] = torch.tensor(ids)
+        answer_mask[row, :len(ids)] = 1
+    batch["input_ids"] = torch.cat([batch["input_ids"], answer_ids], dim=1)
+    batch["attention_mask"] = torch.cat([batch["attention_mask"], answer_mask], dim=1)
+    batch["answer_mask"] = answer_mask
+    return batch
 
 
 class SpeechLLMEmotionModel(nn.Module):
@@ -89,18 +104,7 @@ class SpeechLLMEmotionModel(nn.Module):
                                     padding=True))
         if answers is None:
             return batch
-        width = max(len(self.answers[a]) for a in answers)
-        pad = self.processor.tokenizer.pad_token_id
-        answer_ids = torch.full((len(answers), width), pad, dtype=torch.long)
-        answer_mask = torch.zeros((len(answers), width), dtype=torch.long)
-        for row, label in enumerate(answers):
-            ids = self.answers[label]
-            answer_ids[row, :len(ids)] = torch.tensor(ids)
-            answer_mask[row, :len(ids)] = 1
-        batch["input_ids"] = torch.cat([batch["input_ids"], answer_ids], dim=1)
-        batch["attention_mask"] = torch.cat([batch["attention_mask"], answer_mask], dim=1)
-        batch["answer_mask"] = answer_mask
-        return batch
+        return append_answers(batch, [self.answers[a] for a in answers], self.processor.tokenizer.pad_token_id)
 
     def forward(self, input_ids, attention_mask, input_features, feature_attention_mask,
                 answer_mask: torch.Tensor | None = None) -> torch.Tensor:
