@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/real_speech.py [--data ../shared/data/real-speech] [--folds-emodb 3] [--folds-ravdess 4]
         [--config real-speech] [--set ...] [--quick] [--only emodb|ravdess|cross ...]
+    .venv/bin/python bench/real_speech.py --score-fold WORKDIR/ravdess/fold0   # one finished fold
 
 For each corpus (EmoDB, RAVDESS), speakers are split into folds; for each fold the profile's
 branches (and its fusion, on speakers held out of the branches' training) are trained with
@@ -118,6 +119,31 @@ def run_fold(cfg, train_rows, test_rows, work: Path, timer: Timer, withheld: boo
     return out
 
 
+def score_fold(cfg, fold: Path) -> int:
+    """Score a finished fold from what it left on disk: its labels (given and withheld) and the
+    baseline fitted again on its training rows (the same features, the same fit)."""
+    from ray_ser.evaluate.baselines import EgemapsBaseline
+    from ray_ser.io.sink import read_output
+    from ray_ser.labels import map_label
+
+    train_rows = list(csv.DictReader(open(fold / "train.csv")))
+    test_rows = list(csv.DictReader(open(fold / "test-given.csv")))
+    run: dict = {}
+    for variant in ("given", "withheld"):
+        table = read_output(str(fold / f"labels-{variant}"), cfg.storage)
+        if table is not None:
+            run[variant] = {r["input_id"]: r for r in table.to_pylist()}
+    classes = list(cfg.labels.classes)
+    truth = [map_label(r["emotion"], r["corpus"], cfg.labels.rules, classes) for r in train_rows]
+    kept = [r for r, t in zip(train_rows, truth) if t is not None]
+    baseline = EgemapsBaseline().fit(_egemaps(kept), [r["speaker"] for r in kept],
+                                     [classes.index(t) for t in truth if t is not None])
+    predicted = baseline.predict(_egemaps(test_rows), [r["speaker"] for r in test_rows])
+    run["baseline"] = {r["utterance_id"]: classes[int(p)] for r, p in zip(test_rows, predicted)}
+    _print_setting(f"{fold.parent.name} {fold.name} (one fold, speaker-independent)", score(cfg, test_rows, [run]))
+    return 0
+
+
 def score(cfg, test_rows: list[dict], runs: list[dict]) -> dict[str, dict]:
     """Macro-F1/UAR/accuracy per system, pooled over the folds' predictions."""
     from ray_ser.evaluate import emotion_metrics
@@ -161,6 +187,9 @@ def main() -> int:
                         help="run only these settings (repeatable; default all): parts can run as separate processes")
     parser.add_argument("--quick", action="store_true", help="one fold per corpus, few epochs (a smoke run)")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--score-fold", default=None, metavar="DIR",
+                        help="score one finished fold from its files (WORKDIR/<corpus>/fold<i>) and exit: a run "
+                        "stopped before its last fold still gives the folds it finished")
     parser.add_argument("--json", default=None, help="where to write the figures (default: WORKDIR/real_speech.json)")
     args = parser.parse_args()
 
@@ -168,6 +197,8 @@ def main() -> int:
     from ray_ser.runtime import ray_session
 
     overrides = ["ray.progress_bars=false", *args.set]
+    if args.score_fold:
+        return score_fold(load_config(args.config, overrides), Path(args.score_fold))
     if args.quick:
         overrides += [f"branches.{b}.train.epochs=3" for b in load_config(args.config).branches]
     cfg = load_config(args.config, overrides)
