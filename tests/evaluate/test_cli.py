@@ -13,10 +13,10 @@ import pytest
 
 from ray_ser.config import StorageConfig
 from ray_ser.labels import EMOTIONS
+from tests.conftest import REAL_SPEECH  # RAY_SER_REAL_SPEECH, else ../shared beside the repo
 from tests.evaluate.outputs import output_row, write_manifest, write_output
 
 RAY_SER = [sys.executable, "-m", "ray_ser.cli"]
-REAL_SPEECH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-speech"
 
 
 def _evaluate(*args: str) -> subprocess.CompletedProcess:
