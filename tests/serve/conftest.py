@@ -9,9 +9,10 @@ from ray_ser.testing.http import free_port
 TOKEN = "test-token-5f2c8d"  # a test secret: the apps read it from a file, as from a mounted secret
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def serve_url(ray_cluster):
-    """Serve's HTTP proxy on a free port of 127.0.0.1 for the whole session."""
+    """Serve's HTTP proxy on a free port of 127.0.0.1 for the serve tests. Shut down after them: its replicas
+    hold CPUs of the shared test cluster, and later jobs (two vLLM engines) need them to start at all."""
     from ray import serve
 
     port = free_port()
@@ -47,7 +48,7 @@ def endpoint_config(branch_config, token_file):
     return LabelConfig.model_validate(tree)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def endpoint(serve_url, endpoint_config):
     """(base URL, config) of the deployed annotate app and its probe."""
     from ray_ser.serve.app import deploy
