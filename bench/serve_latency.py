@@ -13,6 +13,11 @@ abusive (an endless chunked body, a 10 GB Content-Length, a WAV declaring 100 Hz
 a 10 MB transcript, a body just under the limit, a multipart file past it) are sent 8 at a time while
 every replica's resident memory is sampled; it prints each replica's peak over its idle level.
 Targets (issue 16): p50 < 1.0 s at concurrency 1; batching >= 1.5x the requests/s of batch size 1 at 8.
+
+Before deploying, the same clips go through each model in this process (the core's calls the deployments
+make, torch threads as Ray gives the replica): 8 clips in one call against 8 calls of one. That is the most
+@serve.batch can save per model on this hardware; the rest of a request (HTTP, decoding, the handle calls,
+the vote) is paid per request either way. `--no-ceiling` skips it.
 """
 
 from __future__ import annotations
@@ -185,6 +190,57 @@ def abuse(url: str, cfg, rounds: int, app_name: str) -> dict:
     return {"replicas": out, "statuses": {k: sorted(v) for k, v in statuses.items()}}
 
 
+def model_batch_ceiling(cfg, clips: list[bytes], rounds: int = 3) -> dict:
+    """Per model: seconds for 8 clips as 8 calls of one and as one call of 8 (best of `rounds`), in this
+    process, through the core calls the deployments make; torch threads as Ray gives each replica."""
+    import torch
+
+    from ray_ser.core.annotator import transcribe, with_transcript
+    from ray_ser.core.branch import Clip, load_branch_runner
+    from ray_ser.models.asr import load_asr
+    from ray_ser.serve.audio import decode_clip
+
+    audios = [decode_clip(c, cfg.serve.max_clip_seconds) for c in clips[:8]]
+
+    def best(fn, items) -> tuple[float, float]:
+        one = min(_seconds(lambda: [fn([item]) for item in items]) for _ in range(rounds))
+        batched = min(_seconds(lambda: fn(items)) for _ in range(rounds))
+        return one, batched
+
+    out: dict[str, dict] = {}
+    read = [Clip(a) for a in audios]
+    if cfg.asr.enabled:
+        asr = load_asr(cfg.asr, cfg.resolved_cache_dir())
+        transcripts = transcribe(asr, read)[0]
+        read = [with_transcript(clip, t) for clip, t in zip(read, transcripts)]
+        one, batched = best(lambda chunk: transcribe(asr, chunk), [Clip(a) for a in audios])
+        out["asr"] = {"one_at_a_time_s": one, "batch_of_8_s": batched}
+        del asr
+    previous = torch.get_num_threads()
+    try:
+        for name in cfg.branches:
+            torch.set_num_threads(max(1, int(cfg.branch(name).serve.num_cpus)))
+            runner = load_branch_runner(name, cfg, known_speakers_only=True)
+            runner.run(read)  # warm-up
+            one, batched = best(runner.run, read)
+            out[f"branch_{name}"] = {"one_at_a_time_s": one, "batch_of_8_s": batched}
+            runner.close()
+    finally:
+        torch.set_num_threads(previous)
+    for figures in out.values():
+        figures["speedup"] = figures["one_at_a_time_s"] / figures["batch_of_8_s"]
+    total_one = sum(f["one_at_a_time_s"] for f in out.values())
+    total_batched = sum(f["batch_of_8_s"] for f in out.values())
+    return {"models": out, "model_seconds_per_clip_one": total_one / 8,
+            "model_seconds_per_clip_batched": total_batched / 8, "models_speedup": total_one / total_batched}
+
+
+def _seconds(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
 def unbatched(overrides: list[str], cfg) -> list[str]:
     """The same profile with every batch size 1."""
     lines = [*overrides, "serve.asr.max_batch_size=1"]
@@ -200,6 +256,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=96, help="requests at concurrency 8, per mode")
     parser.add_argument("--abuse-rounds", type=int, default=4, help="rounds of the abusive requests")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the in-process batch ceiling per model")
     args = parser.parse_args()
 
     import ray
@@ -213,12 +270,20 @@ def main() -> None:
     cfg = load_config(args.config, overrides)
     cfg.require_checkpoints()
     clips = three_second_clips(work)
+    figures: dict = {"profile": args.config, "tiny": args.tiny, "modes": {}}
+    if not args.no_ceiling:
+        figures["ceiling"] = model_batch_ceiling(cfg, clips)
+        for name, model in figures["ceiling"]["models"].items():
+            print(f"[in process] {name:24} 8 clips one at a time {model['one_at_a_time_s']:.3f} s, as one batch "
+                  f"{model['batch_of_8_s']:.3f} s ({model['speedup']:.2f}x)", flush=True)
+        print(f"[in process] every model: {figures['ceiling']['models_speedup']:.2f}x, "
+              f"{figures['ceiling']['model_seconds_per_clip_one'] * 1000:.0f} ms of model time per clip one at a "
+              f"time", flush=True)
     ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=False,
              _temp_dir=f"/tmp/rsb{os.getpid()}")
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 600})
     url = f"http://127.0.0.1:{port}"
-    figures: dict = {"profile": args.config, "tiny": args.tiny, "modes": {}}
     try:
         for mode, lines in (("batching on", overrides), ("batching off", unbatched(overrides, cfg))):
             mode_cfg = load_config(args.config, lines)
@@ -244,6 +309,18 @@ def main() -> None:
     print(f"\ntarget p50 < 1.0 s at concurrency 1: {on[0]['p50_s']:.3f} s "
           f"({'met' if on[0]['p50_s'] < 1.0 else 'NOT met'})")
     print(f"target batching >= 1.5x req/s at concurrency 8: {speedup:.2f}x ({'met' if speedup >= 1.5 else 'NOT met'})")
+    if "ceiling" in figures:
+        # At concurrency 8 the cores are the bound: a request costs cores / (requests per second) of CPU time.
+        ceiling, cores = figures["ceiling"], os.cpu_count() or 1
+        per_request = cores / off[1]["rps"]
+        rest = max(0.0, per_request - ceiling["model_seconds_per_clip_one"])
+        bound = (ceiling["model_seconds_per_clip_one"] + rest) / (ceiling["model_seconds_per_clip_batched"] + rest)
+        ceiling.update(cpu_seconds_per_request_unbatched=per_request, rest_of_a_request_s=rest,
+                       batching_bound_at_8=bound)
+        print(f"  why: unbatched, a request costs {per_request * 1000:.0f} ms of CPU on {cores} cores; "
+              f"{ceiling['model_seconds_per_clip_one'] * 1000:.0f} ms of it is the models, which batch "
+              f"{ceiling['models_speedup']:.2f}x in one process. With the rest ({rest * 1000:.0f} ms: HTTP, decoding, "
+              f"handle calls, the vote) paid per request either way, batching can give at most {bound:.2f}x here")
     print("\nabusive requests (8 in flight): statuses", json.dumps(figures["abuse"].get("statuses")))
     for name, mem in figures["abuse"].get("replicas", {}).items():
         print(f"  {name:28} idle {mem['idle_mb']:7.1f} MB  peak {mem['peak_mb']:7.1f} MB  "

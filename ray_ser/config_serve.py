@@ -42,9 +42,11 @@ class ServeConfig(Frozen):
     max_body_mb: float = Field(20.0, gt=0, description="Larger request bodies get 413, counted while the body "
                                "streams in (chunked bodies included).")
     max_inflight_body_mb: float = Field(
-        48.0, gt=0, description="Request bodies one ingress replica holds at once, summed over its requests; a "
+        24.0, gt=0, description="Request bodies one ingress replica holds at once, summed over its requests; a "
         "request that would pass it gets 503 at once (retry later). Bounds the ingress's memory however many "
-        "large uploads arrive together; 3 s clips (~100 KB) never meet it.")
+        "large uploads arrive together. A body costs its replica several times its size while it is read (Serve "
+        "hands it over pickled, it is joined, then parsed), so the default admits one body at max_body_mb and "
+        "smaller ones beside it; 3 s clips (~100 KB) never meet it.")
     max_clip_seconds: float = Field(30.0, gt=0, description="Longer clips get 413, from the file header where "
                                     "it says the duration, and decoding stops there otherwise. 30 s is Whisper's "
                                     "window: a longer clip would be transcribed in part; long audio belongs in the "
