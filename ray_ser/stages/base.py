@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ray_ser.config_types import StageResources, TaskResources
 
 __all__ = ["StageContractError", "Stage", "StagePlan", "check_columns", "minimum_resources", "require_columns",
-           "error_reason",           "append_warning", "predict_isolating_failures"]
+           "error_reason", "append_warning", "predict_isolating_failures"]
 
 
 class StageContractError(RuntimeError):
