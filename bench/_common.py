@@ -414,3 +414,9 @@ def tree_cpu_seconds() -> float:
         except psutil.Error:
             pass
     return total
+
+
+def actor_threads(num_cpus: float) -> int:
+    """Torch threads of a Ray actor or Serve replica with num_cpus: Ray sets OMP_NUM_THREADS to its whole
+    CPUs (at least 1), and torch takes its threads from it."""
+    return max(1, int(num_cpus))

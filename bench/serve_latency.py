@@ -28,6 +28,7 @@ import io
 import json
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -38,6 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from ray_ser.testing.http import call, free_port, post_declared_length, post_endless_chunked
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import actor_threads  # noqa: E402
 
 
 def tiny_branches(root: Path) -> list[str]:
@@ -219,7 +223,7 @@ def model_batch_ceiling(cfg, clips: list[bytes], rounds: int = 3) -> dict:
     previous = torch.get_num_threads()
     try:
         for name in cfg.branches:
-            torch.set_num_threads(max(1, int(cfg.branch(name).serve.num_cpus)))
+            torch.set_num_threads(actor_threads(cfg.branch(name).serve.num_cpus))
             runner = load_branch_runner(name, cfg, known_speakers_only=True)
             runner.run(read)  # warm-up
             one, batched = best(runner.run, read)

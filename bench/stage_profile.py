@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (ResourceSampler, bar_chart_png, checkpoint_overrides, cleanup_ray_temp,  # noqa: E402
-                     espeak_clips, machine, part_times, pools_ready_s, ray_overrides, table, write_json,
-                     write_manifest)
+from _common import (ResourceSampler, actor_threads, bar_chart_png, checkpoint_overrides,  # noqa: E402
+                     cleanup_ray_temp, espeak_clips, machine, part_times, pools_ready_s, ray_overrides, table,
+                     write_json, write_manifest)
 
 
 def _batches(table_, size: int):
@@ -61,11 +61,6 @@ def _timed(name: str, batches, fn, threads: int | None = None) -> tuple[dict, li
             "s_per_100": 100 * elapsed / rows if rows else None}, out
 
 
-def _actor_threads(num_cpus: float) -> int:
-    """Ray sets OMP_NUM_THREADS to an actor's whole CPUs (at least 1); torch takes its threads from it."""
-    return max(1, int(num_cpus))
-
-
 def standalone(cfg, manifest: Path, work: Path) -> tuple[list[dict], dict]:
     """Each stage of the job's own plan (``label_plan``) alone, in order, each fed the previous
     stage's output: an actor stage built once (its load timed apart), a task stage called per batch."""
@@ -85,7 +80,7 @@ def standalone(cfg, manifest: Path, work: Path) -> tuple[list[dict], dict]:
         else:
             stage, size = None, plan.batch_size or max(1, current.num_rows)
             call = (lambda p: lambda b: p.udf(b, **p.kwargs))(plan)
-        row, out = _timed(plan.name, _batches(current, size), call, _actor_threads(plan.resources.num_cpus))
+        row, out = _timed(plan.name, _batches(current, size), call, actor_threads(plan.resources.num_cpus))
         rows.append(row)
         current = pa.concat_tables(out) if out else current
         if stage is not None and hasattr(stage, "teardown"):
