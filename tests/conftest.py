@@ -65,6 +65,35 @@ def long_recording(tmp_path, seconds_target: float) -> np.ndarray:
     return np.concatenate(pieces)
 
 
+def traced_peak_in_fresh_process(setup: str, call: str, timeout: float = 300) -> tuple[int, str]:
+    """Peak bytes Python allocates while `call` (an expression) runs, after `setup` (statements, where
+    one-time costs such as lazy imports belong), in a new interpreter with the repository importable;
+    returns (peak, repr of the result or of the exception raised).
+
+    A fresh process because a long test process is a noisy place to trace: tracemalloc counts every
+    thread's allocations (Ray's client threads, the servers tests start), and earlier tests leave state
+    behind. In the full suite a 1 MB bound that holds alone once saw 8.8 MB.
+    """
+    import json
+    import sys
+
+    script = "\n".join([
+        "import json, tracemalloc", setup,
+        "tracemalloc.start()",
+        "try:",
+        f"    outcome = repr({call})",
+        "except Exception as exc:",
+        "    outcome = repr(exc)",
+        "peak = tracemalloc.get_traced_memory()[1]",
+        "print(json.dumps([peak, outcome]))"])
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    peak, outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    return peak, outcome
+
+
 REAL_SPEECH = Path(os.environ.get("RAY_SER_REAL_SPEECH",
                                   Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real-speech"))
 

@@ -3,8 +3,6 @@ than decode.max_input_s is read a window at a time (real espeak speech, the real
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -12,7 +10,7 @@ import soundfile as sf
 
 from ray_ser.config import load_config
 from ray_ser.stages.decode import DecodeStage, cut_segments
-from tests.conftest import long_recording
+from tests.conftest import long_recording, traced_peak_in_fresh_process
 
 
 def _inputs(rows):
@@ -24,15 +22,17 @@ def _inputs(rows):
 
 
 def test_a_very_low_declared_rate_is_an_error_before_any_resampling(tmp_path):
-    cfg = load_config("demo")
     # 2 MB of samples declared at 100 Hz: 2.8 hours, 645 MB once resampled to 16 kHz float32.
     sf.write(tmp_path / "slow.wav", np.zeros(1_000_000, dtype=np.int16), 100, subtype="PCM_16")
-    tracemalloc.start()
-    out = DecodeStage(cfg.storage, cfg.decode)(_inputs([("slow", str(tmp_path / "slow.wav"))])).to_pylist()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert out[0]["error"] == "decode: declared sample rate 100 Hz is below 4000 Hz (decode.min_sample_rate)"
-    assert out[0]["error_kind"] == "permanent"
+    peak, outcome = traced_peak_in_fresh_process(
+        "from ray_ser.config import load_config\n"
+        "from ray_ser.stages.decode import DecodeStage\n"
+        "from tests.reliability.test_bounded_decode import _inputs\n"
+        "cfg = load_config('demo')\n"
+        "stage = DecodeStage(cfg.storage, cfg.decode)\n",
+        f"stage(_inputs([('slow', {str(tmp_path / 'slow.wav')!r})])).to_pylist()[0]")
+    assert "'error': 'decode: declared sample rate 100 Hz is below 4000 Hz (decode.min_sample_rate)'" in outcome
+    assert "'error_kind': 'permanent'" in outcome, outcome
     assert peak < 50e6
 
 
@@ -51,29 +51,40 @@ def recordings(tmp_path_factory):
     return out
 
 
-def _label_segments(cfg, path) -> tuple[list[dict], int]:
-    """Decode, then cut in batches of 16 rows as the job's tasks would; (rows without audio, peak bytes)."""
-    stage = DecodeStage(cfg.storage, cfg.decode)
-    tracemalloc.start()
-    decoded = stage(_inputs([("rec", str(path))]))  # segment rows, their audio not read yet
+WINDOWED = ["decode.max_segment_s=20", "decode.max_input_s=60"]
+
+
+def segment_rows(cfg, path) -> list[dict]:
+    """Decode, then cut in batches of 16 rows as the job's tasks would; the rows, audio replaced by its length."""
+    decoded = DecodeStage(cfg.storage, cfg.decode)(_inputs([("rec", str(path))]))  # segments, audio not read yet
     rows = []
     for offset in range(0, decoded.num_rows, 16):
         for row in cut_segments(decoded.slice(offset, 16), storage=cfg.storage, window_s=60).to_pylist():
             rows.append({**row, "audio": len(row["audio"])})  # keep the length, let the audio go
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return rows, peak
+    return rows
+
+
+def _peak_of_segmenting(path, warmup) -> int:
+    """Peak bytes allocated segmenting `path`, in a fresh process after one call on `warmup` (one-time setup)."""
+    peak, outcome = traced_peak_in_fresh_process(
+        "from ray_ser.config import load_config\n"
+        "from tests.reliability.test_bounded_decode import WINDOWED, segment_rows\n"
+        "cfg = load_config('demo', WINDOWED)\n"
+        f"segment_rows(cfg, {str(warmup)!r})\n",
+        f"len(segment_rows(cfg, {str(path)!r}))")
+    assert outcome.isdigit(), outcome
+    return peak
 
 
 def test_a_recording_longer_than_max_input_s_is_read_a_window_at_a_time(recordings):
-    cfg = load_config("demo", ["decode.max_segment_s=20", "decode.max_input_s=60"])
-    _label_segments(cfg, recordings[5])  # the first call in a process also counts one-time setup (~25 MB)
-    short, short_peak = _label_segments(cfg, recordings[5])
-    rows, peak = _label_segments(cfg, recordings[20])
+    short_peak = _peak_of_segmenting(recordings[5], warmup=recordings[5])
+    peak = _peak_of_segmenting(recordings[20], warmup=recordings[5])
     whole = 1200 * 16000 * 4  # twenty minutes as 16 kHz float32: 77 MB (106 MB of 16-bit 44.1 kHz on disk)
-    # Four times as long, the same memory: a window at a time, 31-40 MB either way (alone and in the suite).
-    # Reading it whole would hold more than its 77 MB of samples at once, and grow fourfold.
+    # Four times as long, the same memory: a window at a time. Reading it whole would hold more than its
+    # 77 MB of samples at once, and grow fourfold.
     assert peak < whole and peak < 1.3 * short_peak, (peak / 1e6, short_peak / 1e6)
+    cfg = load_config("demo", WINDOWED)
+    short, rows = segment_rows(cfg, recordings[5]), segment_rows(cfg, recordings[20])
     assert len(rows) > 200 and len(short) < len(rows) and all(r["status"] == "ok" for r in rows)
     assert all(r["segment_count"] == len(rows) and r["duration"] <= 20 for r in rows)
     assert [r["segment_index"] for r in rows] == list(range(len(rows)))

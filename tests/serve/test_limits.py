@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import struct
-import tracemalloc
 import wave
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from ray_ser.serve.http import ClientError
+from tests.conftest import traced_peak_in_fresh_process
 
 
 def _wav(rate: int, seconds: float, channels: int = 1, width: int = 2) -> bytes:
@@ -52,19 +52,19 @@ def test_bounded_decoding_gives_the_labeling_jobs_samples(rate, channels, fmt):
         np.testing.assert_array_equal(served, job)
 
 
-def test_a_wav_declaring_100_hz_is_refused_from_its_header_without_decoding():
+def test_a_wav_declaring_100_hz_is_refused_from_its_header_without_decoding(tmp_path):
     from ray_ser.serve.audio import decode_clip
 
     data = _wav(100, 2000)  # 400 KB that would be 2,000 s of 16 kHz audio (128 MB as float32)
     assert len(data) < 410_000
-    tracemalloc.start()
-    try:
-        with pytest.raises(ClientError) as err:
-            decode_clip(data, max_seconds=60)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert err.value.status == 413 and "2000.0 s" in err.value.reason
+    (tmp_path / "slow.wav").write_bytes(data)
+    (tmp_path / "short.wav").write_bytes(_wav(8000, 1))
+    peak, outcome = traced_peak_in_fresh_process(
+        "from ray_ser.serve.audio import decode_clip\n"
+        f"decode_clip(open({str(tmp_path / 'short.wav')!r}, 'rb').read(), max_seconds=60)\n"  # one-time setup
+        f"data = open({str(tmp_path / 'slow.wav')!r}, 'rb').read()",
+        "decode_clip(data, max_seconds=60)")
+    assert "status=413" in outcome and "2000.0 s" in outcome, outcome
     assert peak < 2_000_000, f"allocated {peak} bytes before refusing"
     with pytest.raises(ClientError) as err:
         decode_clip(_wav(100, 3), max_seconds=60)
@@ -98,7 +98,7 @@ def _streamed_webm(seconds: float) -> bytes:
     return bytes(sink.data)
 
 
-def test_a_file_without_a_duration_is_stopped_by_counting_what_it_decodes():
+def test_a_file_without_a_duration_is_stopped_by_counting_what_it_decodes(tmp_path):
     import av
 
     from ray_ser.serve.audio import decode_clip
@@ -106,14 +106,14 @@ def test_a_file_without_a_duration_is_stopped_by_counting_what_it_decodes():
     data = _streamed_webm(30)
     with av.open(io.BytesIO(data)) as container:
         assert container.duration is None  # nothing to check before decoding
-    tracemalloc.start()
-    try:
-        with pytest.raises(ClientError) as err:
-            decode_clip(data, max_seconds=10)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert err.value.status == 413 and "longer than 10 s" in err.value.reason
+    (tmp_path / "long.webm").write_bytes(data)
+    (tmp_path / "short.webm").write_bytes(_streamed_webm(1))
+    peak, outcome = traced_peak_in_fresh_process(
+        "from ray_ser.serve.audio import decode_clip\n"
+        f"decode_clip(open({str(tmp_path / 'short.webm')!r}, 'rb').read(), max_seconds=10)\n"  # one-time setup
+        f"data = open({str(tmp_path / 'long.webm')!r}, 'rb').read()",
+        "decode_clip(data, max_seconds=10)")
+    assert "status=413" in outcome and "longer than 10 s" in outcome, outcome
     assert peak < 10 * 16_000 * 4 * 1.5, f"allocated {peak} bytes for at most 10 s of samples"
     assert decode_clip(data, max_seconds=40).size == 30 * 16_000
 
