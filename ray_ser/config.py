@@ -317,6 +317,11 @@ class FusionConfig(Frozen):
         "hash of their ids: at least one, never all; clips when a manifest names none) left out of every branch's "
         "training, labelled by the trained branches, and used to fit the fusion, so it learns how each branch "
         "does on voices it never heard.")
+    refit: bool = Field(
+        False, description="`ray-ser train` with a fusion method: once the fusion is fitted, train every branch "
+        "again on all the speakers (the held-out ones too) and label with those checkpoints. The branches then "
+        "learn from every voice, which counts on corpora with few speakers; the fusion keeps the weights it "
+        "learnt from branches that had not heard the held-out voices. Costs a second training of every branch.")
 
 
 class LabelConfig(Frozen):

@@ -133,7 +133,7 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
     from ray_ser.stages.vote import vote_batch
     from ray_ser.core.fusion import fit_fusion
     from ray_ser.labels import EMOTIONS
-    from ray_ser.train.fusion import split_for_fusion
+    from ray_ser.train.fusion import refit_output, split_for_fusion
     from ray_ser.train.loop import adaptation, scaling_arguments, trainable_branches
     from ray_ser.train.run import WorkerContext, run_training
 
@@ -185,6 +185,7 @@ def test_every_config_field_reaches_the_code_that_uses_it(tmp_path, corpus, corp
                                               *(f"branches.{n}.checkpoint={p}" for n, p in checkpoints.items())])
         adaptation(trained, "selm")
         split_for_fusion(trained, str(corpus), str(tmp_path / "fusion-split"))
+        assert refit_output(trained, str(tmp_path / "fusion-split")) is None  # fusion.refit (off here)
         uniform = [[1.0 / 8] * 8] * 4
         fusion_file.write_text(fit_fusion("weights", {n: uniform for n in branches}, [0, 1, 2, 3],
                                           EMOTIONS).to_json())

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from ray_ser.config import LabelConfig
     from ray_ser.core.fusion import Fusion
 
-__all__ = ["split_for_fusion", "fit_fusion_on_holdout", "FusionResult"]
+__all__ = ["split_for_fusion", "fit_fusion_on_holdout", "refit_output", "FusionResult", "REFIT_DIRECTORY"]
+
+REFIT_DIRECTORY = "all-speakers"  # under `ray-ser train`'s output: the branches trained again (fusion.refit)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,12 @@ def split_for_fusion(cfg: LabelConfig, manifest: str, output_uri: str) -> tuple[
         pq.write_table(part, target, filesystem=fs)
         out.append(prefix + target)
     return out[0], out[1]
+
+
+def refit_output(cfg: LabelConfig, output_uri: str) -> str | None:
+    """Where `ray-ser train` trains the branches again on every speaker once the fusion is fitted
+    (fusion.refit), or None to keep the branches that were trained without the held-out speakers."""
+    return f"{output_uri.rstrip('/')}/{REFIT_DIRECTORY}" if cfg.fusion.refit else None
 
 
 def fit_fusion_on_holdout(cfg: LabelConfig, holdout: str, output_uri: str) -> FusionResult:

@@ -207,9 +207,11 @@ def train_branches(cfg: LabelConfig, manifest: str | list[str], output_uri: str,
 
     With a fusion method and every branch of the profile trained, a share of the speakers is held
     out of the branches' training, labelled by them with the labeling job, and the fusion fitted there.
+    With fusion.refit the branches are then trained again on every speaker (see refit_output), and
+    the summary names those checkpoints.
     """
     from ray_ser.runtime import ray_session
-    from ray_ser.train.fusion import fit_fusion_on_holdout, split_for_fusion
+    from ray_ser.train.fusion import fit_fusion_on_holdout, refit_output, split_for_fusion
 
     names = names or trainable_branches(cfg)
     if not names:
@@ -219,16 +221,19 @@ def train_branches(cfg: LabelConfig, manifest: str | list[str], output_uri: str,
     fusing = cfg.fusion.method != "none" and set(names) == set(cfg.branches)
     with ray_session(cfg.ray):
         manifest = union_manifest(manifest, cfg, output_uri) if isinstance(manifest, list) else manifest
-        holdout = None
-        if fusing:
-            manifest, holdout = split_for_fusion(cfg, manifest, output_uri)
-        results = fit_branches(cfg, names, manifest, output_uri)
-        fusion = None
-        if holdout is not None:
-            trained = cfg.model_copy(update={"branches": {
-                name: branch.model_copy(update={"checkpoint": results[name].checkpoint})
-                for name, branch in cfg.branches.items()}})
-            fusion = fit_fusion_on_holdout(trained, holdout, output_uri)
+        if not fusing:
+            return TrainingSummary(fit_branches(cfg, names, manifest, output_uri))
+        branch_manifest, holdout = split_for_fusion(cfg, manifest, output_uri)
+        results = fit_branches(cfg, names, branch_manifest, output_uri)
+        trained = cfg.model_copy(update={"branches": {
+            name: branch.model_copy(update={"checkpoint": results[name].checkpoint})
+            for name, branch in cfg.branches.items()}})
+        fusion = fit_fusion_on_holdout(trained, holdout, output_uri)
+        refit_uri = refit_output(cfg, output_uri)
+        if refit_uri is not None:
+            # The fusion's weights stay those fitted above, on voices its branches had not heard; the
+            # branches it is applied to learn from every speaker.
+            results = fit_branches(cfg, names, manifest, refit_uri)
         return TrainingSummary(results, fusion)
 
 

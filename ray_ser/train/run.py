@@ -131,7 +131,8 @@ def run_training(cfg: LabelConfig, name: str, train: TrainBase, manifest: str, w
                 chunk = [e.input for e in val_shard[i:i + train.batch_size]]
                 preds += inner(**to_device(family.inputs(inner, chunk))).argmax(-1).tolist()
         truth, preds = gather([e.label for e in val_shard]), gather(preds)
-        metrics = {"epoch": epoch, "train_loss": float(np.mean(gather(losses))),
+        metrics = {"epoch": epoch, "train_rows": len(train_rows), "val_rows": len(val_rows),
+                   "train_loss": float(np.mean(gather(losses))),
                    **{f"val_{k}": v for k, v in emotion_metrics(truth, preds, len(classes)).items()}}
         history.append(dict(metrics))
         metrics["history"] = list(history)

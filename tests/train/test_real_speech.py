@@ -1,7 +1,8 @@
 """Real human speech end to end, on a few speakers of EmoDB (German) and RAVDESS (English): `ray-ser train`'s
 code trains the encoder_probe family (the real Whisper-base encoder, frozen) and a prosody branch under Ray
-Train on the union of two manifests, holds speakers out and fits the fusion on them, then the labeling job
-labels other speakers' FLAC clips with the languages detected per clip. Skips where the corpora are absent."""
+Train on the union of two manifests, holds speakers out and fits the fusion on them, trains the branches again
+on every speaker (fusion.refit), then the labeling job labels other speakers' FLAC clips with the languages
+detected per clip. Skips where the corpora are absent."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def _split(rows, test_speakers):
 
 def test_train_the_real_speech_branches_and_fusion_then_label_real_flac(tmp_path, cache_dir):
     from ray_ser.io.sink import read_output
+    from ray_ser.labels import map_label
     from ray_ser.pipeline import run_label_job
     from ray_ser.train.loop import train_branches
 
@@ -35,7 +37,7 @@ def test_train_the_real_speech_branches_and_fusion_then_label_real_flac(tmp_path
                     "train": {"base_model": "asr", "encoder": {"layers": [2]}, "head": "linear", **small}},
         "prosody": {"family": "prosody", "resources": {"num_cpus": 0.5},
                     "train": {"speaker_normalization": True, **small}},
-    }, cache_dir, asr={"language": None, "pad_to_30s": False}, fusion={"method": "weights", "holdout_speakers": 0.3},
+    }, cache_dir, asr={"language": None, "pad_to_30s": False}, fusion={"method": "weights", "holdout_speakers": 0.3, "refit": True},
         ray={"progress_bars": False})
 
     summary = train_branches(cfg, manifests, str(tmp_path / "ckpt"))
@@ -45,6 +47,14 @@ def test_train_the_real_speech_branches_and_fusion_then_label_real_flac(tmp_path
     assert fusion is not None and fusion.fusion.method == "weights" and len(fusion.fusion.weights) == 2
     saved = json.loads(open(fusion.path).read())  # the fusion's save/load round trip
     assert saved["branches"] == ["whisper", "prosody"] and saved["fitted_on"]["rows"] > 0
+    # fusion.refit: the fusion was fitted on held-out speakers, then the branches trained again on every
+    # speaker, held-out ones included (every training row the label rules keep).
+    kept = sum(map_label(r["emotion"], r["corpus"], cfg.labels.rules, list(cfg.labels.classes)) is not None
+               for r in emodb_train + ravdess_train)
+    assert saved["fitted_on"]["rows"] < kept
+    for result in summary.branches.values():
+        assert "/all-speakers/" in result.checkpoint
+        assert result.best["train_rows"] + result.best["val_rows"] == kept
     assert {"fusion", "vote", "whisper", "prosody"} <= set(fusion.scores)
     overrides = summary.overrides()
     assert any(o.startswith("fusion.checkpoint=") for o in overrides)
