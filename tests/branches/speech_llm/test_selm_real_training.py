@@ -92,11 +92,13 @@ def test_the_real_speech_selm_profile_votes_and_fuses_with_selm(tmp_path):
 
 def test_the_selm_profile_is_the_real_speech_profile_plus_selm():
     """real-speech-selm repeats real-speech's settings (a separate profile so that real-speech's training
-    stays minutes): a change to one that the other misses fails here."""
+    stays minutes): a change to one that the other misses fails here. The one difference on purpose:
+    real-speech refits its branches after the fusion, which with SELM would be a second hour of training."""
     from ray_ser.config import load_config
 
     plain, with_selm = load_config("real-speech").model_dump(), load_config("real-speech-selm").model_dump()
     assert with_selm["branches"].pop("selm")["family"] == "speech_llm"
+    assert plain["fusion"].pop("refit") is True and with_selm["fusion"].pop("refit") is False
     assert with_selm == plain
 
 
