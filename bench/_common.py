@@ -403,14 +403,18 @@ def job_session(cfg, **extra):
 
 
 def tree_cpu_seconds() -> float:
-    """CPU time of this process and its children (vLLM's engine core runs in a child process)."""
+    """CPU time of this process and all its descendants, live or ended: vLLM's engine core runs in a
+    child process, and a local Ray cluster's raylet (a child) starts the workers, whose actors end
+    with each job. An ended process's time is counted by its parent once the parent has reaped it
+    (``children_user``/``children_system``), so a difference between two calls includes it."""
     import psutil
 
-    total = time.process_time()
-    for child in psutil.Process().children(recursive=True):
+    total = 0.0
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
         try:
-            times = child.cpu_times()
-            total += times.user + times.system
+            times = process.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
         except psutil.Error:
             pass
     return total

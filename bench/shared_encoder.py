@@ -6,8 +6,10 @@ Labels real RAVDESS clips (../shared/data/real-speech) with the profile's ASR an
 branch reading Whisper's last layer, with ``asr.share_encoder`` on (the ASR stage hands each clip's
 pooled encoder states to the branch) and off (the branch encodes the clip again). The two settings
 run alternately in one Ray session, ``--rounds`` times each, so that the machine's drift hits both
-alike. Prints each run's throughput (audio seconds per wall second), the median ratio, and whether
-the two settings wrote identical labels and probabilities. A probe of earlier blocks (the real-speech
+alike. Prints each run's throughput (audio seconds per wall second) and its CPU seconds per audio
+second (the driver, the local Ray cluster and every worker it started: what sharing saves where the
+cores are full), the median ratios, and whether the two settings wrote identical labels and
+probabilities. A probe of earlier blocks (the real-speech
 profile's blocks 1-3) runs an encoder of its own either way: its time is printed beside, for context.
 """
 
@@ -23,6 +25,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import tree_cpu_seconds  # noqa: E402
 
 
 def _probe_checkpoint(cfg, directory: Path, layers: tuple[int, ...], normalised: bool = True) -> str:
@@ -96,23 +101,29 @@ def main() -> int:
                 "shared, one pass": _config(base, plain, True), "twice, one pass": _config(base, plain, False),
                 "blocks 1-3": _config(base, blocks, True)}
     speeds: dict[str, list[float]] = {name: [] for name in settings}
+    cpu: dict[str, list[float]] = {name: [] for name in settings}  # CPU seconds per audio second
     outputs: dict[str, str] = {}
     with ray_session(base.ray):
         run_label_job(settings["shared"], str(clips), str(work / "warmup"))  # model files built, caches warm
         for round_ in range(args.rounds):
             for name, cfg in settings.items():
                 output = str(work / f"{name.replace(' ', '-')}-{round_}")
-                started = time.perf_counter()
+                started, cpu_before = time.perf_counter(), tree_cpu_seconds()
                 summary = run_label_job(cfg, str(clips), output)
                 wall = time.perf_counter() - started
                 speeds[name].append(summary.audio_seconds / wall)
+                cpu[name].append((tree_cpu_seconds() - cpu_before) / summary.audio_seconds)
                 outputs[name] = output
                 print(f"round {round_ + 1} {name:16} {summary.rows_ok}/{summary.rows_written} ok  "
-                      f"{wall:6.1f} s  {summary.audio_seconds / wall:5.2f} audio-s/s", flush=True)
+                      f"{wall:6.1f} s  {summary.audio_seconds / wall:5.2f} audio-s/s  "
+                      f"{cpu[name][-1]:.3f} CPU-s per audio-s", flush=True)
 
     print(f"\n{len(rows)} RAVDESS clips, {args.rounds} rounds; audio-s per wall-s (median):")
     for name, values in speeds.items():
         print(f"  {name:16} {statistics.median(values):5.2f}   runs: {', '.join(f'{v:.2f}' for v in values)}")
+    print("CPU-s per audio-s (median; the driver, the local cluster and its workers):")
+    for name, values in cpu.items():
+        print(f"  {name:16} {statistics.median(values):5.3f}   runs: {', '.join(f'{v:.3f}' for v in values)}")
     identical = True
     for suffix in ("", ", one pass"):
         shared, twice = _read(outputs["shared" + suffix]), _read(outputs["twice" + suffix])
@@ -120,8 +131,10 @@ def main() -> int:
         same_probs = all(shared[k]["probs"] == twice[k]["probs"] for k in shared)
         same_text = all(shared[k]["transcript"] == twice[k]["transcript"] for k in shared)
         ratios = [s / t for s, t in zip(speeds["shared" + suffix], speeds["twice" + suffix])]
-        print(f"shared / twice{suffix or ' (speaker-normalised)'}: {statistics.median(ratios):.2f}x  "
-              f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}); identical labels: {same_labels}, "
+        saved = [t / s for s, t in zip(cpu["shared" + suffix], cpu["twice" + suffix])]
+        print(f"shared / twice{suffix or ' (speaker-normalised)'}: {statistics.median(ratios):.2f}x wall "
+              f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}), {statistics.median(saved):.2f}x less CPU "
+              f"(per round: {', '.join(f'{r:.2f}' for r in saved)}); identical labels: {same_labels}, "
               f"probabilities: {same_probs}, transcripts: {same_text}")
         identical = identical and same_labels and same_probs
     return 0 if identical else 1

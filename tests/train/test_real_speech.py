@@ -37,8 +37,8 @@ def test_train_the_real_speech_branches_and_fusion_then_label_real_flac(tmp_path
                     "train": {"base_model": "asr", "encoder": {"layers": [2]}, "head": "linear", **small}},
         "prosody": {"family": "prosody", "resources": {"num_cpus": 0.5},
                     "train": {"speaker_normalization": True, **small}},
-    }, cache_dir, asr={"language": None, "pad_to_30s": False}, fusion={"method": "weights", "holdout_speakers": 0.3, "refit": True},
-        ray={"progress_bars": False})
+    }, cache_dir, asr={"language": None, "pad_to_30s": False},
+        fusion={"method": "weights", "holdout_speakers": 0.3, "refit": True}, ray={"progress_bars": False})
 
     summary = train_branches(cfg, manifests, str(tmp_path / "ckpt"))
     assert set(summary.branches) == {"whisper", "prosody"}
