@@ -403,21 +403,27 @@ def job_session(cfg, **extra):
 
 
 def tree_cpu_seconds() -> float:
-    """CPU time of this process and all its descendants, live or ended: vLLM's engine core runs in a
-    child process, and a local Ray cluster's raylet (a child) starts the workers, whose actors end
-    with each job. An ended process's time is counted by its parent once the parent has reaped it
-    (``children_user``/``children_system``), so a difference between two calls includes it."""
+    """CPU time of this process and its children (vLLM's engine core runs in a child process)."""
     import psutil
 
-    total = 0.0
-    me = psutil.Process()
-    for process in [me, *me.children(recursive=True)]:
+    total = time.process_time()
+    for child in psutil.Process().children(recursive=True):
         try:
-            times = process.cpu_times()
-            total += times.user + times.system + times.children_user + times.children_system
+            times = child.cpu_times()
+            total += times.user + times.system
         except psutil.Error:
             pass
     return total
+
+
+def machine_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine (every core; idle and I/O wait left out). A Ray job's
+    actors are processes that end with the job and are not this process's descendants, so their
+    time is only counted this way: run on a machine that nothing else is using."""
+    import psutil
+
+    times = psutil.cpu_times()
+    return sum(getattr(times, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
 
 
 def actor_threads(num_cpus: float) -> int:

@@ -6,9 +6,9 @@ Labels real RAVDESS clips (../shared/data/real-speech) with the profile's ASR an
 branch reading Whisper's last layer, with ``asr.share_encoder`` on (the ASR stage hands each clip's
 pooled encoder states to the branch) and off (the branch encodes the clip again). The two settings
 run alternately in one Ray session, ``--rounds`` times each, so that the machine's drift hits both
-alike. Prints each run's throughput (audio seconds per wall second) and its CPU seconds per audio
-second (the driver, the local Ray cluster and every worker it started: what sharing saves where the
-cores are full), the median ratios, and whether the two settings wrote identical labels and
+alike. Prints each run's throughput (audio seconds per wall second) and the machine's busy CPU seconds
+per audio second (what sharing saves where the cores are full; run it on a machine nothing else is
+using), the median ratios, and whether the two settings wrote identical labels and
 probabilities. A probe of earlier blocks (the real-speech
 profile's blocks 1-3) runs an encoder of its own either way: its time is printed beside, for context.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import sys
 import tempfile
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import tree_cpu_seconds  # noqa: E402
+from _common import machine_cpu_seconds  # noqa: E402
 
 
 def _probe_checkpoint(cfg, directory: Path, layers: tuple[int, ...], normalised: bool = True) -> str:
@@ -108,11 +109,11 @@ def main() -> int:
         for round_ in range(args.rounds):
             for name, cfg in settings.items():
                 output = str(work / f"{name.replace(' ', '-')}-{round_}")
-                started, cpu_before = time.perf_counter(), tree_cpu_seconds()
+                started, cpu_before = time.perf_counter(), machine_cpu_seconds()
                 summary = run_label_job(cfg, str(clips), output)
                 wall = time.perf_counter() - started
                 speeds[name].append(summary.audio_seconds / wall)
-                cpu[name].append((tree_cpu_seconds() - cpu_before) / summary.audio_seconds)
+                cpu[name].append((machine_cpu_seconds() - cpu_before) / summary.audio_seconds)
                 outputs[name] = output
                 print(f"round {round_ + 1} {name:16} {summary.rows_ok}/{summary.rows_written} ok  "
                       f"{wall:6.1f} s  {summary.audio_seconds / wall:5.2f} audio-s/s  "
@@ -121,7 +122,7 @@ def main() -> int:
     print(f"\n{len(rows)} RAVDESS clips, {args.rounds} rounds; audio-s per wall-s (median):")
     for name, values in speeds.items():
         print(f"  {name:16} {statistics.median(values):5.2f}   runs: {', '.join(f'{v:.2f}' for v in values)}")
-    print("CPU-s per audio-s (median; the driver, the local cluster and its workers):")
+    print(f"busy CPU-s of the machine per audio-s (median; load average now {os.getloadavg()[0]:.1f}):")
     for name, values in cpu.items():
         print(f"  {name:16} {statistics.median(values):5.3f}   runs: {', '.join(f'{v:.3f}' for v in values)}")
     identical = True
