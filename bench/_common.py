@@ -418,8 +418,9 @@ def tree_cpu_seconds() -> float:
 
 def machine_cpu_seconds() -> float:
     """Busy CPU time of the whole machine (every core; idle and I/O wait left out). A Ray job's
-    actors are processes that end with the job and are not this process's descendants, so their
-    time is only counted this way: run on a machine that nothing else is using."""
+    actors are processes that end with the job, and tree_cpu_seconds loses an ended process's time
+    (summed over this process's tree, a job came out negative): count them this way, on a machine
+    that nothing else is using."""
     import psutil
 
     times = psutil.cpu_times()

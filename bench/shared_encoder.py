@@ -8,9 +8,9 @@ pooled encoder states to the branch) and off (the branch encodes the clip again)
 run alternately in one Ray session, ``--rounds`` times each, so that the machine's drift hits both
 alike. Prints each run's throughput (audio seconds per wall second) and the machine's busy CPU seconds
 per audio second (what sharing saves where the cores are full; run it on a machine nothing else is
-using), the median ratios, and whether the two settings wrote identical labels and
-probabilities. A probe of earlier blocks (the real-speech
-profile's blocks 1-3) runs an encoder of its own either way: its time is printed beside, for context.
+using), the median ratios, and whether the two settings wrote identical labels and probabilities. A
+probe of earlier blocks (the real-speech profile's blocks 1-3) runs an encoder of its own either way:
+its time is printed beside, for context.
 """
 
 from __future__ import annotations
