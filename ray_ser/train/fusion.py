@@ -85,7 +85,8 @@ def refit_output(cfg: LabelConfig, output_uri: str) -> str | None:
 
 def fit_fusion_on_holdout(cfg: LabelConfig, holdout: str, output_uri: str) -> FusionResult:
     """Label the held-out manifest with the trained branches (cfg has their checkpoints), then fit
-    cfg.fusion.method on their distributions and write fusion.json under output_uri."""
+    cfg.fusion.method on their distributions and write fusion.json under output_uri (its `fitted_on`
+    names the held-out manifest and where the branches are trained again, with fusion.refit)."""
     from ray_ser.core.fusion import FUSION_FILE, fit_fusion
     from ray_ser.evaluate import emotion_metrics
     from ray_ser.io.labelled import read_labelled_manifest
@@ -118,6 +119,7 @@ def fit_fusion_on_holdout(cfg: LabelConfig, holdout: str, output_uri: str) -> Fu
     # Scores on the clips the fusion was fitted on: the branches' and the vote's are honest (no branch
     # trained on these speakers); the fusion's is in-sample, an upper bound.
     fusion = type(fusion)(**{**fusion.__dict__, "fitted_on": {"rows": len(rows), "holdout": holdout,
+                                                              "refit": refit_output(cfg, output_uri),
                                                               "in_sample_scores": scores}})
     fs, root = filesystem_for(output_uri, cfg.storage)
     target = f"{root}/{FUSION_FILE}"

@@ -52,6 +52,7 @@ def test_train_the_real_speech_branches_and_fusion_then_label_real_flac(tmp_path
     kept = sum(map_label(r["emotion"], r["corpus"], cfg.labels.rules, list(cfg.labels.classes)) is not None
                for r in emodb_train + ravdess_train)
     assert saved["fitted_on"]["rows"] < kept
+    assert saved["fitted_on"]["refit"] == str(tmp_path / "ckpt" / "all-speakers")  # fusion.json says so
     for result in summary.branches.values():
         assert "/all-speakers/" in result.checkpoint
         assert result.best["train_rows"] + result.best["val_rows"] == kept
