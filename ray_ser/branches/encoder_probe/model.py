@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ray_ser.config import AsrConfig
 
 __all__ = ["EncoderFeatures", "resolve_encoder", "FrozenEncoder", "ProbeModel", "EncoderProbePredictor",
-           "znorm_statistics"]
+           "znorm_statistics", "pooled"]
 
 
 def resolve_encoder(settings: EncoderProbeTrain, asr: AsrConfig | None) -> EncoderProbeTrain:
@@ -144,6 +144,18 @@ def _default_cache() -> Path:
     return default_cache_dir()
 
 
+def pooled(features: np.ndarray, settings: EncoderProbeTrain) -> np.ndarray:
+    """[n, layers, 2d] encoder features -> what the head reads: all of them (mean_std) or the means (mean).
+    Features are cached and shared between passes in the full form; the head's choice is applied here."""
+    features = np.asarray(features, dtype=np.float32)
+    return features[..., : features.shape[-1] // 2] if settings.pooling == "mean" else features
+
+
+def pooled_width(settings: EncoderProbeTrain, encoder_width: int) -> int:
+    """The per-layer width the head reads, of an encoder whose features are encoder_width wide."""
+    return encoder_width // 2 if settings.pooling == "mean" else encoder_width
+
+
 def _flat(features: np.ndarray, dtype) -> np.ndarray:
     """[n, layers, 2d] -> [n, layers * 2d] (an empty batch included)."""
     features = np.asarray(features, dtype=dtype)
@@ -168,22 +180,27 @@ def _mean_and_scale(statistics: np.ndarray, floor: torch.Tensor) -> tuple[torch.
 
 
 class ProbeModel(nn.Module):
-    """normalised pooled features [B, layers, 2d] -> softmax layer mix -> dropout -> linear or MLP -> logits."""
+    """normalised pooled features [B, layers, width] -> layer mix (softmax-weighted sum, or side by side)
+    -> dropout -> linear or MLP -> logits. width is what the head reads of a layer (see pooled_width)."""
 
     def __init__(self, settings: EncoderProbeTrain, layers: int, width: int,
                  classes: tuple[str, ...] = EMOTIONS) -> None:
         super().__init__()
         self.settings = settings
         self.classes = tuple(classes)
-        self.layer_weights = nn.Parameter(torch.zeros(layers))
+        if settings.layer_mix == "softmax":
+            self.layer_weights = nn.Parameter(torch.zeros(layers))
+        else:  # a buffer, not a parameter: concat learns no mix, and the state keeps one shape for both
+            self.register_buffer("layer_weights", torch.zeros(layers))
+        inputs = width * layers if settings.layer_mix == "concat" else width
         # The training clips' statistics: a clip without speaker statistics is normalised by them.
         self.register_buffer("feature_mean", torch.zeros(layers * width))
         self.register_buffer("feature_scale", torch.ones(layers * width))
         self.known_speakers: dict[str, np.ndarray] = {}
         if settings.head == "linear":
-            self.head = nn.Sequential(nn.Dropout(settings.dropout), nn.Linear(width, len(self.classes)))
+            self.head = nn.Sequential(nn.Dropout(settings.dropout), nn.Linear(inputs, len(self.classes)))
         else:
-            self.head = nn.Sequential(nn.Dropout(settings.dropout), nn.Linear(width, settings.hidden), nn.GELU(),
+            self.head = nn.Sequential(nn.Dropout(settings.dropout), nn.Linear(inputs, settings.hidden), nn.GELU(),
                                       nn.Dropout(settings.dropout), nn.Linear(settings.hidden, len(self.classes)))
 
     @property
@@ -209,6 +226,8 @@ class ProbeModel(nn.Module):
         return out.reshape(len(features), *self.shape)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.settings.layer_mix == "concat":
+            return self.head(features.flatten(1))
         mix = torch.softmax(self.layer_weights, dim=0)
         return self.head((features * mix[None, :, None]).sum(dim=1))
 
@@ -250,17 +269,16 @@ class EncoderProbePredictor:
         return cls(model, FrozenEncoder(model.settings, cache_dir, device=device), device)
 
     def features(self, items: Sequence[np.ndarray | EncoderFeatures]) -> np.ndarray:
-        """[n, layers, 2d] of waveforms (encoded here) and precomputed features alike."""
+        """[n, layers, width] the head reads, of waveforms (encoded here) and precomputed features alike."""
         waves = [i for i, item in enumerate(items) if not isinstance(item, EncoderFeatures)]
         encoded = self.encoder([items[i] for i in waves]) if waves else None
-        layers, width = self.model.shape
-        out = np.zeros((len(items), layers, width), np.float32)
+        out = np.zeros((len(items), *self.encoder.shape), np.float32)
         for row, item in enumerate(items):
             if isinstance(item, EncoderFeatures):
-                out[row] = np.asarray(item.values, np.float32).reshape(layers, width)
+                out[row] = np.asarray(item.values, np.float32).reshape(self.encoder.shape)
         if encoded is not None:
             out[waves] = encoded
-        return out
+        return pooled(out, self.model.settings)
 
     def feature_sums(self, audios: Sequence[np.ndarray]) -> np.ndarray:
         return znorm_statistics(self.features(audios))

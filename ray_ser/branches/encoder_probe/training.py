@@ -38,7 +38,7 @@ def cached_features(encoder, audios: list[np.ndarray], directory: Path | None) -
 
 class EncoderProbeTraining(ClipsWithSpeakers, ClassifierLoss):
     def build(self, train, context):
-        from ray_ser.branches.encoder_probe.model import FrozenEncoder, ProbeModel, resolve_encoder
+        from ray_ser.branches.encoder_probe.model import FrozenEncoder, ProbeModel, pooled_width, resolve_encoder
 
         settings = resolve_encoder(train, context.asr)
         self.context = context
@@ -46,7 +46,7 @@ class EncoderProbeTraining(ClipsWithSpeakers, ClassifierLoss):
         spec = hashlib.sha1(settings.encoder.model_dump_json().encode() + str(settings.base_model).encode())
         self.cache = Path(context.cache_dir) / "probe-features" / spec.hexdigest()[:16]
         layers, width = self.encoder.shape
-        return ProbeModel(settings, layers, width, context.classes)
+        return ProbeModel(settings, layers, pooled_width(settings, width), context.classes)
 
     def _features(self, audios: list[np.ndarray]) -> np.ndarray:
         """Every clip's features, each worker encoding its share and all of them gathering the rest."""
@@ -60,10 +60,10 @@ class EncoderProbeTraining(ClipsWithSpeakers, ClassifierLoss):
 
     def prepare_examples(self, model, corpus, shard, val_shard, train):
         """Features of the whole training corpus (the statistics), then each example's normalised input."""
-        from ray_ser.branches.encoder_probe.model import znorm_statistics
+        from ray_ser.branches.encoder_probe.model import pooled, znorm_statistics
         from ray_ser.models.features.speaker_norm import add_statistics
 
-        values = self._features([e.input[0] for e in corpus])
+        values = pooled(self._features([e.input[0] for e in corpus]), model.settings)
         model.fit_statistics(values)
         speakers = {}
         if model.settings.speaker_normalization:
@@ -73,7 +73,7 @@ class EncoderProbeTraining(ClipsWithSpeakers, ClassifierLoss):
         inputs = model.normalise(values, [speakers.get(e.input[1]) for e in corpus])
         by_example = {id(e): x for e, x in zip(corpus, inputs)}
         shard = [Example(by_example[id(e)], e.label, e.weight) for e in shard]
-        val_values = cached_features(self.encoder, [e.input[0] for e in val_shard], self.cache)
+        val_values = pooled(cached_features(self.encoder, [e.input[0] for e in val_shard], self.cache), model.settings)
         val_inputs = model.normalise(val_values, [speakers.get(e.input[1]) for e in val_shard])
         return shard, [Example(x, e.label, e.weight) for x, e in zip(val_inputs, val_shard)]
 

@@ -87,3 +87,34 @@ def test_only_a_last_layer_probe_takes_the_asr_pass_states(tmp_path, cache_dir, 
     audios, _ = clips
     probs = EncoderProbePredictor.load(tmp_path / "probe", cache_dir).predict_batch(audios[:3])
     assert probs.shape == (3, 8) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_mean_pooling_side_by_side_layers_round_trip(tmp_path, cache_dir, clips, settings):
+    """pooling 'mean' reads only the means of the cached [mean, std] features, on the encoder's own pass
+    and on the ASR's shared one alike; layer_mix 'concat' gives the head every layer apart (no learned
+    mix to train), so two clips whose layers sum alike are still told apart."""
+    audios, speakers = clips
+    probe = settings.model_copy(update={"pooling": "mean", "layer_mix": "concat", "head": "linear"})
+    encoder = FrozenEncoder(probe, cache_dir)
+    features = encoder(audios)  # the full [n, 1, 1024]: what the ASR pass hands over too
+    model = ProbeModel(probe, 1, 512)
+    assert "layer_weights" not in dict(model.named_parameters()) and model.head[-1].in_features == 512
+    model.fit_statistics(features[..., :512])
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.head[-1].weight, std=0.5)
+    model.save(tmp_path / "probe")
+    predictor = EncoderProbePredictor.load(tmp_path / "probe", cache_dir)
+    assert predictor.model.settings.pooling == "mean" and predictor.model.shape == (1, 512)
+    plain = predictor.predict_batch(audios)
+    stds_moved = features.copy()
+    stds_moved[..., 512:] += 5.0
+    np.testing.assert_allclose(plain, predictor.predict_batch([EncoderFeatures(f[0]) for f in stds_moved]), atol=1e-6)
+    np.testing.assert_allclose(predictor.feature_sums(audios), znorm_statistics(features[..., :512]), rtol=1e-6)
+
+    three = ProbeModel(probe.model_copy(update={"encoder": probe.encoder.model_copy(update={"layers": (1, 2, 3)})}),
+                       3, 4)
+    assert three.head[-1].in_features == 12
+    torch.nn.init.normal_(three.head[-1].weight, std=1.0)
+    one = torch.tensor([[[1.0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]])
+    other = torch.tensor([[[0.0, 0, 0, 0], [1.0, 0, 0, 0], [0, 0, 0, 0]]])  # the same sum over layers
+    assert not torch.allclose(three.eval()(one), three(other))
