@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ray_ser.config import AsrConfig
 
 __all__ = ["EncoderFeatures", "resolve_encoder", "FrozenEncoder", "ProbeModel", "EncoderProbePredictor",
-           "znorm_statistics", "pooled"]
+           "znorm_statistics", "pooled", "pooled_width"]
 
 
 def resolve_encoder(settings: EncoderProbeTrain, asr: AsrConfig | None) -> EncoderProbeTrain:
