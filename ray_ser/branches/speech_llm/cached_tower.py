@@ -2,15 +2,16 @@
 
 With the tower frozen (``finetune: lora``), a clip's audio tokens never change during
 training, so they are computed once and kept (in memory, keyed by the waveform's hash).
-Two facts make the cached tokens *exactly* the ones the engines compute at inference:
+Two facts make the cached tokens the ones the engines compute at inference:
 
 - Qwen2-Audio's processor sizes the audio tokens to the clip (``(frames - 1) // 2 + 1``,
   then ``(n - 2) // 2 + 1``: 25 per second), and inside Qwen2-Audio (transformers and vLLM)
   the tower's attention masks the padding frames out. A clip's tokens therefore do not
   depend on the window it is padded to, as long as the window covers the clip plus a
   margin: the 30 s window of the engines and the project's clip + 2 s window give the same
-  tokens bit for bit (``tests/models/pretrained/test_audio_cache.py``), and the short one
-  costs a fraction (the tower's cost grows with the window, not the clip).
+  tokens up to float32 rounding (bit for bit on some CPUs; a longer window can change the order
+  in which the matmul kernels sum: ``tests/branches/speech_llm/test_cached_tower.py``), and the
+  short one costs a fraction (the tower's cost grows with the window, not the clip).
 - The LM then reads ``projector(tokens)`` in place of the ``<|AUDIO|>`` tokens; the
   projector is trained, so it is applied at every step, after the cache.
 
